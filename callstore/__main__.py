@@ -1,0 +1,5 @@
+import sys
+
+from callstore.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""`callstore tokens create|list|revoke`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from callstore.runtime import UsageError, database
+from store.settings import Settings
+from store.tokens import ROLES, create_token, list_tokens, revoke_token
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("tokens", help="API tokens for /api/*")
+    tsub = p.add_subparsers(dest="tokens_command", required=True)
+    c = tsub.add_parser("create", help="create a token (shown once)")
+    c.add_argument("--role", required=True, choices=ROLES)
+    c.add_argument("--name", default="", help="who or what the token is for")
+    c.set_defaults(func=_create)
+    ls = tsub.add_parser("list", help="list tokens (never their values)")
+    ls.set_defaults(func=_list)
+    r = tsub.add_parser("revoke", help="revoke a token by id")
+    r.add_argument("id", type=int)
+    r.set_defaults(func=_revoke)
+
+
+def _create(args: argparse.Namespace, settings: Settings) -> int:
+    name = args.name or args.role
+
+    async def go() -> str:
+        async with database(settings) as engine, engine.begin() as conn:
+            info, plain = await create_token(conn, name, args.role)
+            return f"{plain}\n# id {info.id}, role {info.role}: store it now, it is not shown again"
+
+    print(asyncio.run(go()))
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> None:
+        async with database(settings) as engine, engine.connect() as conn:
+            rows = await list_tokens(conn)
+        print(f"{'id':>4}  {'role':<10}  {'prefix':<10}  {'created':<20}  {'last used':<20}  {'status':<8}  name")
+        for t in rows:
+            status = "revoked" if t.revoked_at else "active"
+            last = t.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if t.last_used_at else "-"
+            print(f"{t.id:>4}  {t.role:<10}  {t.token_prefix:<10}  {t.created_at:%Y-%m-%d %H:%M:%S}  {last:<20}  {status:<8}  {t.name}")
+
+    asyncio.run(go())
+    return 0
+
+
+def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> bool:
+        async with database(settings) as engine, engine.begin() as conn:
+            return await revoke_token(conn, args.id)
+
+    if not asyncio.run(go()):
+        raise UsageError(f"id: no active token with id {args.id}")
+    print(f"revoked token {args.id}")
+    return 0

@@ -1,0 +1,99 @@
+"""What every command shares: settings, logging, the database, error handling."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from store import migrate
+from store.embedded import EmbeddedPostgres, ensure_database
+from store.engine import create_engine, is_unavailable, redact
+from store.errors import CallstoreError, ConfigError
+from store.logs import Redact, settings_secrets, setup_logging
+from store.settings import Settings, load_settings
+
+log = logging.getLogger("callstore")
+
+
+class UsageError(Exception):
+    """A bad command-line argument: one line, exit code 2."""
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"callstore: error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format, settings_secrets(settings))
+    redactor = Redact(settings_secrets(settings))
+    try:
+        code: int = args.func(args, settings)
+        return code
+    except (ConfigError, UsageError) as exc:
+        print(f"callstore: error: {redactor.clean(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("callstore: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line, never a traceback with secrets
+        if is_unavailable(exc):
+            where = redact(settings.database_url) if settings.database_url else "the embedded database"
+            message = f"cannot reach the database ({where}): {type(exc).__name__}"
+        elif isinstance(exc, CallstoreError):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log.debug("failure", exc_info=True)
+        print(f"callstore: error: {redactor.clean(message)}", file=sys.stderr)
+        return 1
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings, *, upgrade: bool = True, pool_size: int = 10) -> AsyncIterator[AsyncEngine]:
+    """An engine on DATABASE_URL or the embedded server, migrated to head.
+
+    An embedded server that this call started is stopped again at the end,
+    so one-off commands leave nothing running; one already running is left.
+    """
+    from store.tenants import sync_tenants
+
+    server: EmbeddedPostgres | None = None
+    started = False
+    url = settings.database_url
+    if url is None:
+        server = EmbeddedPostgres(settings.data_dir)
+        started = await asyncio.to_thread(server.ensure_started)
+        await ensure_database(server)
+        url = server.url()
+    engine = create_engine(url, pool_size=pool_size)
+    try:
+        if upgrade:
+            await migrate.upgrade(engine)
+            async with engine.begin() as conn:
+                await sync_tenants(conn, settings.tenants)
+        yield engine
+    finally:
+        await engine.dispose()
+        if server is not None and started:
+            await asyncio.to_thread(server.stop)
+
+
+def parse_when(value: str, zone_name: str, arg: str) -> datetime:
+    """ISO 8601 date or date-time; without offset it is in the tenant's zone (SPEC 3)."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{arg}: {value!r} is not an ISO 8601 date or date-time") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=ZoneInfo(zone_name))
+    return t

@@ -1,0 +1,64 @@
+"""APScheduler 3.11 running the jobs of every part, each under its advisory lock."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from store.jobs import Job, job_lock
+from store.settings import Settings
+
+log = logging.getLogger("callstore.scheduler")
+
+
+class Scheduler:
+    def __init__(self, engine: AsyncEngine, settings: Settings, jobs: Sequence[Job],
+                 on_run: Callable[[str, str], None] | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.jobs = [j for j in jobs if j.disabled_reason is None]
+        self.off = [j for j in jobs if j.disabled_reason is not None]
+        self.on_run = on_run
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+
+    def start(self) -> None:
+        for job in self.off:
+            log.warning("job %s is off: %s", job.name, job.disabled_reason)
+        for job in self.jobs:
+            self._scheduler.add_job(
+                self._run, IntervalTrigger(seconds=job.every_seconds), args=[job], id=job.name,
+                coalesce=True, max_instances=1, misfire_grace_time=job.every_seconds,
+                next_run_time=None,
+            )
+            # First run soon after start, then on the interval.
+            self._scheduler.modify_job(job.name, next_run_time=_soon())
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    async def _run(self, job: Job) -> None:
+        outcome = "ok"
+        try:
+            async with job_lock(self.engine, job.name) as held:
+                if held is None:
+                    outcome = "skipped_locked"
+                    return
+                await job.run(self.engine, self.settings)
+        except Exception:
+            outcome = "failed"
+            log.exception("job %s failed", job.name)
+        finally:
+            if self.on_run is not None:
+                self.on_run(job.name, outcome)
+
+
+def _soon():  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    return datetime.now(timezone.utc) + timedelta(seconds=2)

@@ -1,0 +1,84 @@
+"""The Starlette application: webhook, health, metrics, and the `/api` routes
+that other parts contribute (the command line composes them)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.auth import Forbidden, TokenAuth
+from receiver.batcher import BatchWriter, Fallback
+from receiver.errors import error, http_exception, unhandled
+from receiver.health import Readiness, healthz
+from receiver.metrics import Metrics
+from receiver.webhook import KeyRing, Webhook
+from store.ingest import IngestResult
+from store.migrate import head_revisions
+from store.settings import Settings
+
+
+@dataclass
+class Extensions:
+    """What other parts plug into the receiver (given by the command line)."""
+
+    routes: Sequence[BaseRoute] = ()
+    fallback: Fallback | None = None
+    spool_status: Callable[[], dict[str, float]] | None = None
+    #: Async context managers entered for the app's lifetime (spool drainer, scheduler...).
+    lifespans: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[None]]] = field(default_factory=list)
+
+
+def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None = None,
+               metrics: Metrics | None = None) -> Starlette:
+    ext = ext or Extensions()
+    metrics = metrics or Metrics()
+    tenants = {t.tenant_id: t for t in settings.tenants}
+
+    def on_commit(items: Sequence[object], result: IngestResult, seconds: float) -> None:
+        metrics.batch_size.observe(len(items))
+        metrics.duplicates.inc(result.duplicates)
+        metrics.ingested.labels("webhook").inc(result.deliveries)
+
+    writer = BatchWriter(engine, tenants, batch_max=settings.batch_max, fallback=ext.fallback, on_commit=on_commit)
+    webhook = Webhook(KeyRing(settings.tenants), writer, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        writer.start()
+        async with contextlib.AsyncExitStack() as stack:
+            for cm in ext.lifespans:
+                await stack.enter_async_context(cm())
+            try:
+                yield
+            finally:
+                await writer.stop()
+
+    async def forbidden(request: Request, exc: Exception) -> Response:
+        return error(403, str(exc))
+
+    routes: list[BaseRoute] = [
+        Route("/webhooks/alohub", webhook.endpoint, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", Readiness(engine, head_revisions(), ext.spool_status).endpoint, methods=["GET"]),
+        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        *ext.routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(TokenAuth, engine=engine)],
+        exception_handlers={HTTPException: http_exception, Forbidden: forbidden, Exception: unhandled},
+        lifespan=lifespan,
+    )
+    app.state.writer = writer
+    app.state.metrics = metrics
+    app.state.engine = engine
+    return app

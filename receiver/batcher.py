@@ -1,0 +1,157 @@
+"""Micro-batching writer: many concurrent requests, one transaction.
+
+Each request hands its item to `submit()` and waits. One writer task takes
+everything that queued up while the previous transaction ran (no timer: a
+timer only adds latency), writes it in one transaction, commits, and only
+then wakes the waiting requests. Under load batches grow by themselves;
+at low load a lone event is written at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from store.dead_letters import DeadLetter, insert_dead_letters
+from store.engine import is_unavailable
+from store.errors import DatabaseUnavailable
+from store.ingest import Delivery, IngestResult, ingest
+from store.settings import TenantSettings
+
+log = logging.getLogger("callstore.receiver.batcher")
+
+Item = Delivery | DeadLetter
+#: Called with a batch the database could not take; returns when the batch is
+#: durable elsewhere (the spool) or raises DatabaseUnavailable.
+Fallback = Callable[[Sequence[Item]], Awaitable[None]]
+
+
+class Unstorable(Exception):
+    """The database rejected this one item (not the connection): it becomes a dead letter."""
+
+
+@dataclass
+class _Pending:
+    item: Item
+    future: asyncio.Future[None]
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tenants: Mapping[str, TenantSettings],
+        *,
+        batch_max: int = 500,
+        fallback: Fallback | None = None,
+        on_commit: Callable[[Sequence[Item], IngestResult, float], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._tenants = tenants
+        self._batch_max = batch_max
+        self._fallback = fallback
+        self._on_commit = on_commit
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="batch-writer")
+
+    async def stop(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+
+    async def submit(self, item: Item) -> None:
+        """Return once `item` is durable; raise DatabaseUnavailable or Unstorable otherwise."""
+        if self._task is None or self._task.done():
+            raise DatabaseUnavailable("the writer is not running")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(item, fut))
+        await fut
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        items = [p.item for p in batch]
+        started = time.perf_counter()
+        try:
+            result = await self._transaction(items)
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting requests
+            if is_unavailable(exc):
+                await self._unavailable(batch, exc)
+            elif isinstance(exc, DBAPIError) and len(batch) > 1:
+                # One bad row must not fail its neighbours: retry them one by one.
+                for p in batch:
+                    await self._write([p])
+            else:
+                log.error("could not store an event: %s", _short(exc))
+                for p in batch:
+                    _resolve(p.future, Unstorable(_short(exc)))
+            return
+        if self._on_commit is not None:
+            self._on_commit(items, result, time.perf_counter() - started)
+        for p in batch:
+            _resolve(p.future, None)
+
+    async def _transaction(self, items: Sequence[Item]) -> IngestResult:
+        deliveries = [i for i in items if isinstance(i, Delivery)]
+        letters = [i for i in items if isinstance(i, DeadLetter)]
+        async with self._engine.begin() as conn:
+            result = await ingest(conn, deliveries, self._tenants)
+            await insert_dead_letters(conn, letters)
+        return result
+
+    async def _unavailable(self, batch: list[_Pending], exc: BaseException) -> None:
+        if self._fallback is not None:
+            try:
+                await self._fallback([p.item for p in batch])
+            except Exception as spool_exc:  # noqa: BLE001
+                for p in batch:
+                    _resolve(p.future, spool_exc if isinstance(spool_exc, DatabaseUnavailable) else DatabaseUnavailable(str(spool_exc)))
+                return
+            for p in batch:
+                _resolve(p.future, None)
+            return
+        log.warning("database unavailable: %s", _short(exc))
+        for p in batch:
+            _resolve(p.future, DatabaseUnavailable("the database is not reachable"))
+
+
+def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
+
+
+def _short(exc: BaseException) -> str:
+    """One line about an exception, never with statement parameters (they may hold secrets)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"[:300]

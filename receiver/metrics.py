@@ -1,0 +1,38 @@
+"""Prometheus metrics of one process (a registry per app, so tests stay apart)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.webhook_requests = Counter(
+            "callstore_webhook_requests", "Webhook deliveries by HTTP status", ["status"], registry=r
+        )
+        self.webhook_latency = Histogram(
+            "callstore_webhook_latency_seconds", "Time from request to acknowledgement",
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
+        )
+        self.ingested = Counter("callstore_events_ingested", "Events committed, by source", ["source"], registry=r)
+        self.duplicates = Counter("callstore_events_duplicate", "Deliveries of an already stored payload", registry=r)
+        self.batch_size = Histogram(
+            "callstore_ingest_batch_size", "Events per committed batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r,
+        )
+        self.dead_letters = Counter("callstore_dead_letters", "Rejected deliveries kept", ["reason"], registry=r)
+        self.spool_depth = Gauge("callstore_spool_depth", "Events waiting in the local spool", registry=r)
+        self.spool_oldest = Gauge("callstore_spool_oldest_age_seconds", "Age of the oldest spooled event", registry=r)
+        self.job_runs = Counter("callstore_job_runs", "Scheduled job runs", ["job", "outcome"], registry=r)
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

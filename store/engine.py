@@ -1,0 +1,76 @@
+"""The database engine: SQLAlchemy 2 (async) on asyncpg, created by the caller."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# libpq options that asyncpg does not take as query parameters.
+_DROP = {"sslmode", "connect_timeout", "application_name", "target_session_attrs"}
+
+
+def async_url(url: str) -> str:
+    """`postgresql://...` as given by operators, turned into SQLAlchemy's asyncpg URL."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _DROP]
+    ssl = dict(parse_qsl(parts.query)).get("sslmode")
+    if ssl in ("require", "verify-ca", "verify-full"):
+        query.append(("ssl", ssl))
+    return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "callstore") -> AsyncEngine:
+    # No pre-ping: it would cost a round trip per batch. A broken connection
+    # fails its statement, SQLAlchemy drops it, and the caller retries or spools.
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        connect_args={
+            "server_settings": {"application_name": application_name},
+            "timeout": 10,
+            "command_timeout": 60,
+        },
+    )
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means the database cannot be reached (down, restarting,
+    failing over, refusing connections), as opposed to a bad statement or value."""
+    import asyncio
+
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig.__cause__ or exc.orig if exc.orig is not None else exc
+    if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)):
+        return True
+    if isinstance(
+        exc,
+        (
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.AdminShutdownError,
+            asyncpg.CrashShutdownError,
+            asyncpg.TooManyConnectionsError,
+        ),
+    ):
+        return True
+    if isinstance(exc, sa_exc.TimeoutError):  # pool exhausted while connections hang
+        return True
+    return False

@@ -1,0 +1,268 @@
+"""The call merge: many raw events of one call, one row.
+
+Every delivery (a webhook event or a call-history record) is normalised into
+an `Event`: canonical field names, typed values, absent values left out. The
+row of a call is `fold(events)`: for every field, the value of the event with
+the highest rank wins, where
+
+    rank = (lifecycle, source, value)
+
+- lifecycle: 2 when the event carries an end time, 1 an answer time, else 0
+  (a later lifecycle state wins);
+- source: history (1) over webhook (0) within the same lifecycle state (the
+  call-history API is the source of truth for the fields it carries);
+- value: a last, arbitrary but fixed tie-break, so two events of equal rank
+  that disagree still give one answer.
+
+An absent value never takes part, so it never overwrites a present one. The
+rank is a total order and the fold takes a maximum per field, so the row does
+not depend on the order or the number of deliveries (a property test checks).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from store.phone import canonical_phone
+
+Source = Literal["webhook", "history"]
+SOURCE_RANK: dict[str, int] = {"webhook": 0, "history": 1}
+
+#: Columns of `callstore.calls` that the merge fills, in table order.
+FIELDS: tuple[str, ...] = (
+    "direction",
+    "call_status",
+    "hotline",
+    "caller_number",
+    "destination_number",
+    "agent",
+    "transaction_id",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "hangup_by",
+    "total_seconds",
+    "hold_seconds",
+    "recording_url",
+    "history_source",
+    "object_id",
+    "event_type",
+)
+
+_TIME_FIELDS = {"starttime": "started_at", "answertime": "answered_at", "endtime": "ended_at"}
+_INT_FIELDS = {"total_duration": "total_seconds", "holding_duration": "hold_seconds", "objectId": "object_id"}
+_PHONE_FIELDS = {"hotline": "hotline", "caller_number": "caller_number", "destination_number": "destination_number"}
+# Several spellings of one field: the first present wins within one event.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "transaction_id": ("transactionID", "transactionId", "transaction_id", "transactionid"),
+    "agent": ("agent", "userName", "username", "user_name"),
+}
+_TEXT_FIELDS = {"call_status": "call_status", "recording_url": "recording_url", "eventType": "event_type"}
+_EPOCH_MS = 10**11  # an epoch number above this is in milliseconds
+
+
+@dataclass(frozen=True)
+class Event:
+    """One delivery, normalised. `values` holds only present fields."""
+
+    source: Source
+    values: Mapping[str, Any]
+    flags: tuple[str, ...] = ()
+
+    @property
+    def lifecycle(self) -> int:
+        if "ended_at" in self.values:
+            return 2
+        if "answered_at" in self.values:
+            return 1
+        return 0
+
+
+def call_id_of(payload: Mapping[str, Any]) -> str | None:
+    """The call id as text: a non-empty string, or an integer's decimal form."""
+    raw = payload.get("call_id")
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, float) and raw.is_integer() and math.isfinite(raw):
+        return str(int(raw))
+    if isinstance(raw, str) and raw.strip():
+        return raw.strip()
+    return None
+
+
+def normalize(payload: Mapping[str, Any], source: Source, zone: ZoneInfo, country_code: str = "84") -> Event:
+    """Turn one raw payload into an Event; bad values become absent and flagged."""
+    values: dict[str, Any] = {}
+    flags: list[str] = []
+
+    def text(key: str) -> str | None:
+        raw = payload.get(key)
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or isinstance(raw, (dict, list)):
+            flags.append(key)
+            return None
+        s = str(raw).strip()
+        return s or None
+
+    direction = text("direction")
+    if direction is not None:
+        d = direction.lower()
+        if d in ("inbound", "outbound"):
+            values["direction"] = d
+        elif d in ("0", "in", "incoming"):
+            values["direction"] = "inbound"
+        elif d in ("1", "out", "outgoing"):
+            values["direction"] = "outbound"
+        else:
+            flags.append("direction")
+
+    for key, column in _TEXT_FIELDS.items():
+        v = text(key)
+        if v is not None:
+            values[column] = v
+    hangup = text("hangup_by")
+    if hangup is not None:
+        values["hangup_by"] = hangup.lower()
+    src = text("source") if source == "history" else None
+    if src is not None:
+        values["history_source"] = src
+
+    for key, column in _PHONE_FIELDS.items():
+        v = text(key)
+        if v is not None:
+            # A number we cannot canonicalise (`anonymous`, a SIP URI, a masked
+            # `03899xxx`) is kept as sent: it is still what a person searches for.
+            values[column] = canonical_phone(v, country_code) or v
+
+    for column, keys in _ALIASES.items():
+        for key in keys:
+            raw = payload.get(key)
+            if column == "agent" and isinstance(raw, list):
+                # searchCallV1 takes `agent` as a list; accept a list of names.
+                names = [str(x).strip() for x in raw if isinstance(x, (str, int)) and not isinstance(x, bool)]
+                if len(names) != len(raw):
+                    flags.append(key)
+                    continue
+                v = ",".join(n for n in names if n) or None
+            else:
+                v = text(key)
+            if v is not None:
+                values[column] = v
+                break
+
+    for key, column in _TIME_FIELDS.items():
+        raw = payload.get(key)
+        if raw is None or raw == "":
+            continue
+        t = parse_time(raw, zone)
+        if t is None:
+            flags.append(key)
+        else:
+            values[column] = t
+
+    for key, column in _INT_FIELDS.items():
+        raw = payload.get(key)
+        if raw is None or raw == "":
+            continue
+        n = parse_int(raw)
+        if n is None or (column != "object_id" and n < 0):
+            flags.append(key)
+        else:
+            values[column] = n
+
+    return Event(source=source, values=values, flags=tuple(sorted(set(flags))))
+
+
+def parse_time(raw: object, zone: ZoneInfo) -> datetime | None:
+    """Alohub's `YYYY-MM-DD HH:mm:ss` in `zone`, ISO 8601 (with or without offset), or epoch seconds/ms."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (int, float)):
+        if not math.isfinite(raw) or raw <= 0:
+            return None
+        seconds = raw / 1000 if raw > _EPOCH_MS else raw
+        try:
+            return datetime.fromtimestamp(seconds, timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(raw, str):
+        return None
+    s = raw.strip()
+    if s.isdigit():
+        return parse_time(int(s), zone)
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        t = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if not 1970 <= t.year <= 2200:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=zone)
+    return t.astimezone(timezone.utc)
+
+
+def parse_int(raw: object) -> int | None:
+    """A whole number, from an int, an integral float, or a numeric string (`"300"`, `"300.0"`)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if abs(raw) < 2**31 else None
+    if isinstance(raw, float):
+        return int(raw) if math.isfinite(raw) and raw.is_integer() and abs(raw) < 2**31 else None
+    if isinstance(raw, str):
+        s = raw.strip()
+        try:
+            return parse_int(int(s))
+        except ValueError:
+            try:
+                return parse_int(float(s))
+            except ValueError:
+                return None
+    return None
+
+
+@dataclass
+class Folded:
+    """The merged call: `values` maps every field of FIELDS (None when absent)."""
+
+    values: dict[str, Any]
+    flagged: bool
+    sources: frozenset[str] = field(default_factory=frozenset)
+
+
+def _tiebreak(value: Any) -> tuple[int, Any]:
+    if isinstance(value, datetime):
+        return (0, value.timestamp())
+    if isinstance(value, int):
+        return (1, value)
+    return (2, str(value))
+
+
+def fold(events: Iterable[Event]) -> Folded:
+    best: dict[str, tuple[tuple[int, int, tuple[int, Any]], Any]] = {}
+    flagged = False
+    sources: set[str] = set()
+    for ev in events:
+        flagged = flagged or bool(ev.flags)
+        sources.add(ev.source)
+        base = (ev.lifecycle, SOURCE_RANK[ev.source])
+        for name, value in ev.values.items():
+            rank = (*base, _tiebreak(value))
+            current = best.get(name)
+            if current is None or rank > current[0]:
+                best[name] = (rank, value)
+    return Folded(
+        values={name: (best[name][1] if name in best else None) for name in FIELDS},
+        flagged=flagged,
+        sources=frozenset(sources),
+    )

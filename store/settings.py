@@ -1,0 +1,324 @@
+"""Settings: read once from the environment (and `.env`), validated, frozen.
+
+This is the only module that reads the environment. Everything else receives
+a `Settings` object. A wrong value raises `ConfigError` naming the variable;
+the command line turns it into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from store.errors import ConfigError
+
+DEFAULT_TENANT = "default"
+DEFAULT_XAPI_URL = "https://xapi.alohub.vn"
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+DEFAULT_COUNTRY_CODE = "84"
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """One Alohub tenant: how its webhooks are recognised and its API reached."""
+
+    tenant_id: str
+    webhook_keys: tuple[str, ...] = ()
+    api_url: str | None = None
+    xapi_url: str = DEFAULT_XAPI_URL
+    api_key: str | None = field(default=None, repr=False)
+    alohub_tenant_id: str | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    media_url: str | None = None
+    media_hosts: tuple[str, ...] = ()
+    country_code: str = DEFAULT_COUNTRY_CODE
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def has_api(self) -> bool:
+        return bool(self.api_key and self.api_url)
+
+    def __repr__(self) -> str:  # never show keys, even by accident
+        return f"TenantSettings(tenant_id={self.tenant_id!r}, timezone={self.timezone!r})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = field(default=None, repr=False)
+    data_dir: Path = Path(".callstore")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tenants: tuple[TenantSettings, ...] = (TenantSettings(DEFAULT_TENANT),)
+    log_level: str = "INFO"
+    log_format: str = "auto"
+    mask_phone_numbers: bool = True
+    batch_max: int = 500
+    spool_max_bytes: int = 512 * 1024 * 1024
+    backfill_interval_s: int = 600
+    backfill_overlap_s: int = 7200
+    history_source: str = "searchCallV2"
+
+    def tenant(self, tenant_id: str) -> TenantSettings:
+        for t in self.tenants:
+            if t.tenant_id == tenant_id:
+                return t
+        raise KeyError(tenant_id)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    def __repr__(self) -> str:
+        return f"Settings(data_dir={str(self.data_dir)!r}, host={self.host!r}, port={self.port}, tenants={[t.tenant_id for t in self.tenants]})"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Settings:
+    """Read settings from `environ` (default: the process environment) and `.env`.
+
+    Values in the environment win over `.env`, as with docker and systemd.
+    """
+    env: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        from dotenv import dotenv_values
+
+        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+    return parse_settings(env)
+
+
+def parse_settings(env: Mapping[str, str]) -> Settings:
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    database_url = get("DATABASE_URL")
+    if database_url is not None:
+        _check_database_url(database_url)
+
+    tenants_file = get("CALLSTORE_TENANTS_FILE")
+    if tenants_file is not None:
+        tenants = _tenants_from_file(Path(tenants_file))
+    else:
+        tenants = (
+            _tenant(
+                "ALOHUB_",
+                get("ALOHUB_TENANT_ID") or DEFAULT_TENANT,
+                {
+                    "webhook_keys": get("ALOHUB_WEBHOOK_KEYS"),
+                    "api_url": get("ALOHUB_API_URL"),
+                    "xapi_url": get("ALOHUB_XAPI_URL"),
+                    "api_key": get("ALOHUB_API_KEY"),
+                    "tenant_id": get("ALOHUB_TENANT_ID"),
+                    "timezone": get("ALOHUB_TIMEZONE"),
+                    "media_url": get("ALOHUB_MEDIA_URL"),
+                    "media_hosts": get("ALOHUB_MEDIA_HOSTS"),
+                    "country_code": get("ALOHUB_COUNTRY_CODE"),
+                },
+            ),
+        )
+
+    log_format = (get("CALLSTORE_LOG_FORMAT") or "auto").lower()
+    if log_format not in ("auto", "json", "text"):
+        raise ConfigError("CALLSTORE_LOG_FORMAT", "must be auto, json or text")
+    log_level = (get("CALLSTORE_LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("CALLSTORE_LOG_LEVEL", "must be DEBUG, INFO, WARNING or ERROR")
+    history_source = get("CALLSTORE_HISTORY_SOURCE") or "searchCallV2"
+    if history_source not in ("searchCallV2", "call-logs"):
+        raise ConfigError("CALLSTORE_HISTORY_SOURCE", "must be searchCallV2 or call-logs")
+
+    return Settings(
+        database_url=database_url,
+        data_dir=Path(get("CALLSTORE_DATA_DIR") or ".callstore"),
+        host=_host(get("CALLSTORE_HOST") or "127.0.0.1"),
+        port=_int("CALLSTORE_PORT", get("CALLSTORE_PORT"), 8080, lo=0, hi=65535),
+        tenants=tenants,
+        log_level=log_level,
+        log_format=log_format,
+        mask_phone_numbers=_bool("CALLSTORE_MASK_PHONE_NUMBERS", get("CALLSTORE_MASK_PHONE_NUMBERS"), True),
+        batch_max=_int("CALLSTORE_BATCH_MAX", get("CALLSTORE_BATCH_MAX"), 500, lo=1, hi=10000),
+        spool_max_bytes=_int("CALLSTORE_SPOOL_MAX_BYTES", get("CALLSTORE_SPOOL_MAX_BYTES"), 512 * 1024 * 1024, lo=1024),
+        backfill_interval_s=_int("CALLSTORE_BACKFILL_INTERVAL", get("CALLSTORE_BACKFILL_INTERVAL"), 600, lo=10),
+        backfill_overlap_s=_int("CALLSTORE_BACKFILL_OVERLAP", get("CALLSTORE_BACKFILL_OVERLAP"), 7200, lo=0),
+        history_source=history_source,
+    )
+
+
+def _tenants_from_file(path: Path) -> tuple[TenantSettings, ...]:
+    name = "CALLSTORE_TENANTS_FILE"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(name, f"file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(name, f"cannot read {path}: {exc.__class__.__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, f"{path} is not valid TOML: {exc}") from None
+    table = data.get("tenants")
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(name, f"{path} must contain at least one [tenants.<tenant_id>] table")
+    tenants = []
+    for tenant_id, values in table.items():
+        if not isinstance(values, dict):
+            raise ConfigError(name, f"[tenants.{tenant_id}] must be a table")
+        unknown = set(values) - {
+            "webhook_keys", "api_url", "xapi_url", "api_key", "tenant_id", "timezone",
+            "media_url", "media_hosts", "country_code",
+        }
+        if unknown:
+            raise ConfigError(name, f"[tenants.{tenant_id}] has unknown key {sorted(unknown)[0]!r}")
+        tenants.append(_tenant(f"{name} [tenants.{tenant_id}] ", tenant_id, values))
+    _check_unique_keys(tenants)
+    return tuple(tenants)
+
+
+def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSettings:
+    """Build one tenant; `prefix` names the setting in errors (env var prefix or file table)."""
+
+    def name(key: str) -> str:
+        return f"{prefix}{key.upper()}" if prefix == "ALOHUB_" else f"{prefix}{key}"
+
+    if not tenant_id or any(c.isspace() for c in tenant_id) or len(tenant_id) > 64:
+        raise ConfigError(name("tenant_id"), "must be 1-64 characters without spaces")
+
+    keys = _list(name("webhook_keys"), raw.get("webhook_keys"))
+    for k in keys:
+        if len(k) < 8:
+            raise ConfigError(name("webhook_keys"), "each key must be at least 8 characters")
+
+    api_url = _url(name("api_url"), raw.get("api_url"))
+    xapi_url = _url(name("xapi_url"), raw.get("xapi_url")) or DEFAULT_XAPI_URL
+    media_url = _url(name("media_url"), raw.get("media_url"))
+    if media_url is None and api_url is not None:
+        parts = urlsplit(api_url)
+        media_url = f"{parts.scheme}://{parts.netloc}"
+    hosts = _list(name("media_hosts"), raw.get("media_hosts"))
+    if not hosts:
+        hosts = [h for h in (_hostname(api_url), _hostname(xapi_url), _hostname(media_url)) if h]
+    tz = str(raw.get("timezone") or DEFAULT_TIMEZONE)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(name("timezone"), f"{tz!r} is not an IANA time zone such as Asia/Ho_Chi_Minh") from None
+    api_key = raw.get("api_key")
+    if api_key is not None and not isinstance(api_key, str):
+        raise ConfigError(name("api_key"), "must be a string")
+    cc = str(raw.get("country_code") or DEFAULT_COUNTRY_CODE)
+    if not cc.isdigit() or not 1 <= len(cc) <= 3:
+        raise ConfigError(name("country_code"), "must be 1-3 digits, e.g. 84")
+    alohub_tenant = raw.get("tenant_id")
+    return TenantSettings(
+        tenant_id=tenant_id,
+        webhook_keys=tuple(keys),
+        api_url=api_url,
+        xapi_url=xapi_url,
+        api_key=api_key or None,
+        alohub_tenant_id=str(alohub_tenant) if alohub_tenant else None,
+        timezone=tz,
+        media_url=media_url,
+        media_hosts=tuple(dict.fromkeys(h.lower() for h in hosts)),
+        country_code=cc,
+    )
+
+
+def _check_unique_keys(tenants: list[TenantSettings]) -> None:
+    seen: dict[str, str] = {}
+    for t in tenants:
+        for k in t.webhook_keys:
+            if k in seen:
+                raise ConfigError(
+                    "CALLSTORE_TENANTS_FILE",
+                    f"tenants {seen[k]!r} and {t.tenant_id!r} share a webhook key; each key must name one tenant",
+                )
+            seen[k] = t.tenant_id
+
+
+def _list(name: str, value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise ConfigError(name, "must be a comma-separated string or a list of strings")
+    return [v for v in items if v]
+
+
+def _url(name: str, value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(name, "must be a URL string")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, "must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ConfigError(name, "must not carry credentials; use ALOHUB_API_KEY")
+    return value.rstrip("/")
+
+
+def _hostname(url: str | None) -> str | None:
+    return urlsplit(url).hostname if url else None
+
+
+def _host(value: str) -> str:
+    if value in ("localhost", "0.0.0.0", "::"):
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not all(part.isalnum() or "-" in part for part in value.split(".")):
+            raise ConfigError("CALLSTORE_HOST", f"{value!r} is not an address or host name") from None
+    return value
+
+
+def _int(name: str, value: str | None, default: int, *, lo: int, hi: int | None = None) -> int:
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ConfigError(name, f"{value!r} is not a whole number") from None
+    if n < lo or (hi is not None and n > hi):
+        raise ConfigError(name, f"must be between {lo} and {hi}" if hi is not None else f"must be at least {lo}")
+    return n
+
+
+def _bool(name: str, value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    v = value.lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"{value!r} is not true or false")
+
+
+def _check_database_url(url: str) -> None:
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise ConfigError("DATABASE_URL", "must start with postgresql://")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ConfigError("DATABASE_URL", "must name a host, e.g. postgresql://user@127.0.0.1:5432/callstore")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError("DATABASE_URL", "has a port that is not a number") from None

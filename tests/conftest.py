@@ -1,0 +1,169 @@
+"""Test fixtures: a real PostgreSQL for every test that needs one.
+
+The server is the embedded one (started once per session in a temporary
+directory) or the one in TEST_DATABASE_URL. A template database is migrated
+by Alembic once; each test gets its own copy (CREATE DATABASE ... TEMPLATE),
+so tests never share rows and never need cleaning up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from store import migrate
+from store.embedded import EmbeddedPostgres
+from store.engine import create_engine
+
+TEMPLATE = "callstore_test_template"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a server on which the tests may create databases (maintenance DB `postgres`)."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield with_database(external, "postgres")
+        return
+    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")), unsafe_fast=True)
+    server.ensure_started()
+    try:
+        yield server.url("postgres")
+    finally:
+        server.stop(mode="immediate")
+
+
+@pytest.fixture(scope="session")
+async def template_db(pg_server: str) -> str:
+    conn = await asyncpg.connect(pg_server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    finally:
+        await conn.close()
+    url = with_database(pg_server, TEMPLATE)
+    engine = create_engine(url, pool_size=1)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
+async def new_database(pg_server: str, template: str | None) -> str:
+    name = f"cs_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(pg_server)
+    try:
+        tpl = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{tpl}')
+    finally:
+        await conn.close()
+    return with_database(pg_server, name)
+
+
+async def drop_database(pg_server: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    conn = await asyncpg.connect(pg_server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db_url(pg_server: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of its own for one test."""
+    url = await new_database(pg_server, TEMPLATE)
+    yield url
+    await drop_database(pg_server, url)
+
+
+@pytest.fixture
+async def empty_db_url(pg_server: str) -> AsyncIterator[str]:
+    """A fresh database with no schema at all (migration tests)."""
+    url = await new_database(pg_server, None)
+    yield url
+    await drop_database(pg_server, url)
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(db_url, pool_size=4)
+    yield eng
+    await eng.dispose()
+
+
+# --- running the receiver on a real socket ----------------------------------
+
+import asyncio  # noqa: E402
+import socket  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import uvicorn  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+
+from store.settings import Settings, TenantSettings  # noqa: E402
+from store.tenants import sync_tenants  # noqa: E402
+
+WEBHOOK_KEY = "test-webhook-key-1"
+WEBHOOK_KEY_2 = "test-webhook-key-rotated"
+OTHER_TENANT_KEY = "other-tenant-key-9"
+
+
+def test_settings(**overrides: object) -> Settings:
+    tenants = (
+        TenantSettings("default", webhook_keys=(WEBHOOK_KEY, WEBHOOK_KEY_2)),
+        TenantSettings("acme", webhook_keys=(OTHER_TENANT_KEY,), timezone="Europe/Paris"),
+    )
+    return replace(Settings(tenants=tenants), **overrides)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[str]:
+    """Run `app` under uvicorn on 127.0.0.1 (a free port) in this event loop."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def settings() -> Settings:
+    return test_settings()
+
+
+@pytest.fixture
+async def receiver(engine: AsyncEngine, settings: Settings) -> AsyncIterator[str]:
+    """Base URL of the receiver app (webhook, health, API) on a real socket."""
+    from receiver.app import create_app
+
+    async with engine.begin() as conn:
+        await sync_tenants(conn, settings.tenants)
+    async with serving(create_app(settings, engine)) as url:
+        yield url
