@@ -4,7 +4,8 @@ that other parts contribute (the command line composes them)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +21,7 @@ from receiver.batcher import BatchWriter, Fallback
 from receiver.errors import error, http_exception, unhandled
 from receiver.health import Readiness, healthz
 from receiver.metrics import Metrics
+from receiver.openapi import OpenAPI
 from receiver.webhook import KeyRing, Webhook
 from store.ingest import IngestResult
 from store.migrate import head_revisions
@@ -31,6 +33,11 @@ class Extensions:
     """What other parts plug into the receiver (given by the command line)."""
 
     routes: Sequence[BaseRoute] = ()
+    #: OpenAPI path items of `routes`, merged into /openapi.json.
+    openapi_paths: Mapping[str, Any] = field(default_factory=dict)
+    #: Extra /metrics text (Prometheus exposition lines), read at scrape time,
+    #: e.g. from tables that every replica shares.
+    metrics_sources: Sequence[Callable[[AsyncEngine], Awaitable[str]]] = ()
     fallback: Fallback | None = None
     spool_status: Callable[[], dict[str, float]] | None = None
     #: Async context managers entered for the app's lifetime (spool drainer, scheduler...).
@@ -69,7 +76,8 @@ def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None =
         Route("/webhooks/alohub", webhook.endpoint, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", Readiness(engine, head_revisions(), ext.spool_status).endpoint, methods=["GET"]),
-        Route("/metrics", metrics.endpoint, methods=["GET"]),
+        Route("/metrics", metrics.endpoint_with(engine, ext.metrics_sources), methods=["GET"]),
+        Route("/openapi.json", OpenAPI(ext.openapi_paths).endpoint, methods=["GET"]),
         *ext.routes,
     ]
     app = Starlette(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
+
+log = logging.getLogger("callstore.metrics")
 
 
 @dataclass
@@ -34,5 +39,19 @@ class Metrics:
         self.spool_oldest = Gauge("callstore_spool_oldest_age_seconds", "Age of the oldest spooled event", registry=r)
         self.job_runs = Counter("callstore_job_runs", "Scheduled job runs", ["job", "outcome"], registry=r)
 
-    async def endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+    def endpoint_with(
+        self, engine: AsyncEngine, sources: Sequence[Callable[[AsyncEngine], Awaitable[str]]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """The /metrics endpoint: this process's registry plus `sources` (shared state in Postgres)."""
+
+        async def endpoint(request: Request) -> Response:
+            parts = [generate_latest(self.registry).decode()]
+            for source in sources:
+                try:
+                    parts.append(await source(engine))
+                except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the database did
+                    log.warning("a metrics source failed: %s", type(exc).__name__)
+            return Response("".join(p if p.endswith("\n") or not p else p + "\n" for p in parts),
+                            media_type=CONTENT_TYPE_LATEST)
+
+        return endpoint

@@ -182,3 +182,9 @@ async def test_health_and_unknown_routes(receiver: str) -> None:
         assert r.status_code == 404 and r.json()["error"] == "not_found"
         metrics = await client.get("/metrics")
         assert "callstore_webhook_requests" in metrics.text
+
+
+async def test_openapi_lists_the_webhook(receiver: str) -> None:
+    async with httpx.AsyncClient(base_url=receiver) as client:
+        doc = (await client.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.") and "/webhooks/alohub" in doc["paths"]
