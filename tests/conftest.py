@@ -131,6 +131,10 @@ def test_settings(**overrides: object) -> Settings:
     return replace(Settings(tenants=tenants), **overrides)  # type: ignore[arg-type]
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test
+make_settings = test_settings
+
+
 @contextlib.asynccontextmanager
 async def serving(app: Starlette) -> AsyncIterator[str]:
     """Run `app` under uvicorn on 127.0.0.1 (a free port) in this event loop."""

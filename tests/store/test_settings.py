@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from store.errors import ConfigError
+from store.settings import load_settings, parse_settings
+
+
+def test_defaults() -> None:
+    s = parse_settings({})
+    assert s.database_url is None and s.port == 8080 and s.host == "127.0.0.1"
+    [t] = s.tenants
+    assert t.tenant_id == "default" and t.timezone == "Asia/Ho_Chi_Minh" and t.webhook_keys == ()
+    assert t.xapi_url == "https://xapi.alohub.vn" and not t.has_api
+
+
+def test_single_tenant_from_environment() -> None:
+    s = parse_settings({
+        "ALOHUB_WEBHOOK_KEYS": "key-one-123, key-two-456",
+        "ALOHUB_API_URL": "https://2.alohub.vn:9909/api",
+        "ALOHUB_API_KEY": "sk_live_secret",
+        "ALOHUB_TENANT_ID": "20260310",
+    })
+    [t] = s.tenants
+    assert t.tenant_id == "20260310" and t.webhook_keys == ("key-one-123", "key-two-456")
+    assert t.media_url == "https://2.alohub.vn:9909"
+    assert set(t.media_hosts) == {"2.alohub.vn", "xapi.alohub.vn"}
+    assert "sk_live_secret" not in repr(s) and "key-one" not in repr(s) and "sk_live_secret" not in repr(t)
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"CALLSTORE_PORT": "eighty"}, "CALLSTORE_PORT"),
+        ({"CALLSTORE_PORT": "70000"}, "CALLSTORE_PORT"),
+        ({"ALOHUB_TIMEZONE": "Mars/Olympus"}, "ALOHUB_TIMEZONE"),
+        ({"ALOHUB_API_URL": "ftp://x"}, "ALOHUB_API_URL"),
+        ({"ALOHUB_API_URL": "https://user:pw@host/api"}, "ALOHUB_API_URL"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u:p@h:port/db"}, "DATABASE_URL"),
+        ({"ALOHUB_WEBHOOK_KEYS": "short"}, "ALOHUB_WEBHOOK_KEYS"),
+        ({"CALLSTORE_LOG_LEVEL": "LOUD"}, "CALLSTORE_LOG_LEVEL"),
+        ({"CALLSTORE_MASK_PHONE_NUMBERS": "maybe"}, "CALLSTORE_MASK_PHONE_NUMBERS"),
+        ({"CALLSTORE_TENANTS_FILE": "/nonexistent/tenants.toml"}, "CALLSTORE_TENANTS_FILE"),
+        ({"CALLSTORE_HISTORY_SOURCE": "ftp"}, "CALLSTORE_HISTORY_SOURCE"),
+    ],
+)
+def test_a_wrong_value_names_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(env)
+    assert info.value.setting.startswith(name)
+    assert str(info.value).startswith(name)
+    assert "\n" not in str(info.value)
+    assert "pw" not in str(info.value).replace("password", "")
+
+
+def test_database_url_password_not_in_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"DATABASE_URL": "mysql://admin:hunter2secret@h/db"})
+    assert "hunter2secret" not in str(info.value)
+
+
+def test_tenants_file(tmp_path: Path) -> None:
+    f = tmp_path / "tenants.toml"
+    f.write_text(
+        '[tenants.hanoi]\nwebhook_keys = ["hanoi-key-0001"]\napi_url = "https://a.example:9909/api"\napi_key = "k1"\n'
+        '[tenants.paris]\nwebhook_keys = ["paris-key-0001"]\ntimezone = "Europe/Paris"\n'
+    )
+    s = parse_settings({"CALLSTORE_TENANTS_FILE": str(f)})
+    assert [t.tenant_id for t in s.tenants] == ["hanoi", "paris"]
+    assert s.tenant("paris").timezone == "Europe/Paris" and s.tenant("hanoi").has_api
+
+    f.write_text('[tenants.a]\nwebhook_keys = ["same-key-0001"]\n[tenants.b]\nwebhook_keys = ["same-key-0001"]\n')
+    with pytest.raises(ConfigError, match="share a webhook key"):
+        parse_settings({"CALLSTORE_TENANTS_FILE": str(f)})
+    f.write_text('[tenants.a]\nwebhok_keys = ["typo-key-0001"]\n')
+    with pytest.raises(ConfigError, match="unknown key 'webhok_keys'"):
+        parse_settings({"CALLSTORE_TENANTS_FILE": str(f)})
+    f.write_text("not toml [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_settings({"CALLSTORE_TENANTS_FILE": str(f)})
+
+
+def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("CALLSTORE_PORT=9000\nALOHUB_TIMEZONE=Europe/Paris\n")
+    s = load_settings({"CALLSTORE_PORT": "9100"}, dotenv=env_file)
+    assert s.port == 9100 and s.tenants[0].timezone == "Europe/Paris"
