@@ -49,6 +49,7 @@ class BatchWriter:
         tenants: Mapping[str, TenantSettings],
         *,
         batch_max: int = 500,
+        writers: int = 2,
         fallback: Fallback | None = None,
         on_commit: Callable[[Sequence[Item], IngestResult, float], None] | None = None,
     ) -> None:
@@ -57,40 +58,44 @@ class BatchWriter:
         self._batch_max = batch_max
         self._fallback = fallback
         self._on_commit = on_commit
+        self._writers = writers
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="batch-writer")
+        # Two writers by default: one prepares its batch while the other's
+        # commit waits on the disk. Batches are written in key order, so
+        # writers never deadlock on each other.
+        self._tasks = [asyncio.create_task(self._run(), name=f"batch-writer-{i}") for i in range(self._writers)]
 
     async def stop(self) -> None:
         """Write what is queued, then stop."""
-        if self._task is None:
+        if not self._tasks:
             return
-        await self._queue.put(None)
-        await self._task
-        self._task = None
+        for _ in self._tasks:
+            await self._queue.put(None)
+        await asyncio.gather(*self._tasks)
+        self._tasks = []
 
     async def submit(self, item: Item) -> None:
         """Return once `item` is durable; raise DatabaseUnavailable or Unstorable otherwise."""
-        if self._task is None or self._task.done():
+        if not self._tasks or all(t.done() for t in self._tasks):
             raise DatabaseUnavailable("the writer is not running")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(item, fut))
         await fut
 
     async def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        while True:
             first = await self._queue.get()
             if first is None:
-                break
+                return
             batch = [first]
             while len(batch) < self._batch_max and not self._queue.empty():
                 nxt = self._queue.get_nowait()
                 if nxt is None:
-                    stopping = True
-                    break
+                    await self._write(batch)
+                    return
                 batch.append(nxt)
             await self._write(batch)
 

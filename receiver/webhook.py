@@ -92,7 +92,7 @@ class Webhook:
             return await self._reject(request, tenant_id, received_at, body, total, 400, "bad_call_id",
                                       "call_id is longer than 200 characters")
 
-        delivery = Delivery(tenant_id, call_id, "webhook", payload, received_at, hashlib.sha256(body).digest())
+        delivery = Delivery(tenant_id, call_id, "webhook", payload, received_at, hashlib.sha256(body).digest(), body)
         try:
             await self.writer.submit(delivery)
         except DatabaseUnavailable:

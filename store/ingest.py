@@ -1,16 +1,22 @@
 """The one write path for call data: raw deliveries in, merged call rows out.
 
 The webhook (micro-batched), the spool drainer and the backfill all call
-`ingest()`. In the caller's transaction it
+`ingest()`. In the caller's transaction, with two statements whatever the
+batch size, it
 
-1. takes a transaction-level advisory lock per call, in key order (so
-   concurrent writers, on any replica, serialise per call and never deadlock),
-2. appends the raw deliveries; an identical payload already stored only
-   counts one more delivery,
-3. re-folds every call that got a new delivery from all its raw events
-   (store/merge.py) and upserts the row if, and only if, it changed.
+1. appends the raw deliveries; an identical payload already stored only
+   counts one more delivery (and is not merged again);
+2. folds the batch's new events per call (store/merge.py) and merges each
+   folded call into its stored row by the same rule, in SQL: per field, the
+   value of higher (rank, value) wins. The stored row keeps the rank of each
+   field (`merge_ranks`), so merging is associative and commutative: any
+   batching, order or duplication of events gives the same row.
 
-It never commits: the caller owns the transaction.
+Concurrent writers need no extra locks: ON CONFLICT DO UPDATE locks the row
+and merges against its latest committed version. Rows are written in key
+order so that two writers never deadlock. A row is rewritten only when a
+field's value or rank changes. It never commits: the caller owns the
+transaction.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store.merge import FIELDS, Event, Folded, Source, fold, normalize
+from store.merge import FIELDS, Event, Source, fold, normalize
 from store.settings import TenantSettings
 
 
@@ -40,6 +46,8 @@ class Delivery:
     payload: Mapping[str, Any]
     received_at: datetime
     body_sha256: bytes = b""
+    #: The JSON text as received (webhook); stored as is instead of re-encoding.
+    body: bytes = b""
 
     def digest(self) -> bytes:
         return self.body_sha256 or payload_digest(self.payload)
@@ -55,6 +63,8 @@ class CallChange:
     tenant_id: str
     call_id: str
     created: bool
+    #: Fields whose value changed (all present fields for a new call);
+    #: filled only when ingest() is asked to track changes.
     changed_fields: tuple[str, ...]
 
 
@@ -66,78 +76,108 @@ class IngestResult:
     changes: list[CallChange] = field(default_factory=list)
 
 
-def lock_key(tenant_id: str, call_id: str) -> int:
-    digest = hashlib.blake2b(f"{tenant_id}\x00{call_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-_LOCK = text(
-    "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) s"
-)
-
+# Rows travel as one JSON document (jsonb_to_recordset): far cheaper to build
+# and send than one typed array per column.
 _INSERT_RAW = text(
     """
     INSERT INTO callstore.raw_events
         (tenant_id, call_id, source, body_sha256, payload, flags, deliveries, received_at, last_received_at)
-    SELECT u.t, u.c, u.s, u.h, CAST(u.p AS jsonb), string_to_array(u.f, ','), u.d, u.r, u.r
-    FROM unnest(CAST(:t AS text[]), CAST(:c AS text[]), CAST(:s AS text[]), CAST(:h AS bytea[]),
-                CAST(:p AS text[]), CAST(:f AS text[]), CAST(:d AS int[]), CAST(:r AS timestamptz[]))
-         AS u(t, c, s, h, p, f, d, r)
+    SELECT u.t, u.c, u.s, decode(u.h, 'hex'), u.p, string_to_array(u.f, ','), u.d, u.r, u.r
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS u(t text, c text, s text, h text, p jsonb, f text, d int, r timestamptz)
     ON CONFLICT (tenant_id, call_id, body_sha256) DO UPDATE
         SET deliveries = callstore.raw_events.deliveries + excluded.deliveries,
             last_received_at = greatest(callstore.raw_events.last_received_at, excluded.last_received_at)
-    RETURNING tenant_id, call_id, (xmax = 0) AS inserted
+    RETURNING tenant_id, call_id, body_sha256, (xmax = 0) AS inserted
     """
 )
 
-_RAW_OF_CALLS = text(
-    """
-    SELECT r.tenant_id, r.call_id, r.source, r.body_sha256, r.flags, CAST(r.payload AS text) AS payload
-    FROM callstore.raw_events r
-    JOIN unnest(CAST(:t AS text[]), CAST(:c AS text[])) AS u(t, c) ON r.tenant_id = u.t AND r.call_id = u.c
-    """
-)
+_TYPES = {
+    "started_at": "timestamptz", "answered_at": "timestamptz", "ended_at": "timestamptz",
+    "total_seconds": "int", "hold_seconds": "int", "object_id": "int",
+    "flagged": "boolean", "seen_webhook": "boolean", "seen_history": "boolean", "first_seen_at": "timestamptz",
+}
+_INPUT = ("tenant_id", "call_id", *FIELDS, "ranks", "flagged", "seen_webhook", "seen_history", "first_source", "first_seen_at")
 
-_COLUMNS = (*FIELDS, "flagged", "seen_webhook", "seen_history")
-_OLD_CALLS = text(
+
+def _beats(i: int, name: str) -> str:
+    """SQL: the incoming value of field `name` (rank index i, 1-based) wins over the stored one."""
+    collate = ' COLLATE "C"' if _TYPES.get(name, "text") == "text" else ""
+    return (
+        f"(coalesce(excluded.merge_ranks[{i}], -1), excluded.{name}{collate})"
+        f" > (coalesce(k.merge_ranks[{i}], -1), k.{name}{collate})"
+    )
+
+
+def _merged(i: int, name: str) -> str:
+    return f"CASE WHEN {_beats(i, name)} THEN excluded.{name} ELSE k.{name} END"
+
+
+def _upsert_sql() -> str:
+    fields = list(FIELDS)
+    sets = [f"{name} = {_merged(i, name)}" for i, name in enumerate(fields, 1)]
+    ranks = ", ".join(
+        f"greatest(coalesce(excluded.merge_ranks[{i}], -1), coalesce(k.merge_ranks[{i}], -1))"
+        for i in range(1, len(fields) + 1)
+    )
+    direction = _merged(fields.index("direction") + 1, "direction")
+    hotline = _merged(fields.index("hotline") + 1, "hotline")
+    changed = " OR ".join(
+        [_beats(i, name) for i, name in enumerate(fields, 1)]
+        + ["(excluded.flagged AND NOT k.flagged)", "(excluded.seen_webhook AND NOT k.seen_webhook)",
+           "(excluded.seen_history AND NOT k.seen_history)", "excluded.first_seen_at < k.first_seen_at"]
+    )
+    columns = ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in _INPUT)
+    return f"""
+    INSERT INTO callstore.calls AS k
+        (tenant_id, call_id, {", ".join(fields)}, merge_ranks, flagged, seen_webhook, seen_history,
+         first_source, first_seen_at, queue_id)
+    SELECT u.tenant_id, u.call_id, {", ".join("u." + f for f in fields)},
+           CAST(string_to_array(u.ranks, ',') AS smallint[]), u.flagged, u.seen_webhook, u.seen_history,
+           u.first_source, u.first_seen_at, callstore.attribute_queue(u.tenant_id, u.direction, u.hotline)
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u({columns})
+    ON CONFLICT (tenant_id, call_id) DO UPDATE SET
+        {", ".join(sets)},
+        merge_ranks = ARRAY[{ranks}]::smallint[],
+        flagged = k.flagged OR excluded.flagged,
+        seen_webhook = k.seen_webhook OR excluded.seen_webhook,
+        seen_history = k.seen_history OR excluded.seen_history,
+        first_source = CASE WHEN excluded.first_seen_at < k.first_seen_at THEN excluded.first_source
+                            ELSE k.first_source END,
+        first_seen_at = least(k.first_seen_at, excluded.first_seen_at),
+        queue_id = callstore.attribute_queue(k.tenant_id, {direction}, {hotline}),
+        updated_at = now()
+    WHERE {changed}
+    RETURNING k.tenant_id, k.call_id, (xmax = 0) AS created, {", ".join("k." + f for f in fields)}
+    """
+
+
+_UPSERT = text(_upsert_sql())
+
+_LOCK_OLD = text(
     f"""
-    SELECT k.tenant_id, k.call_id, {", ".join("k." + c for c in _COLUMNS)}
+    SELECT k.tenant_id, k.call_id, {", ".join("k." + f for f in FIELDS)}
     FROM callstore.calls k
     JOIN unnest(CAST(:t AS text[]), CAST(:c AS text[])) AS u(t, c) ON k.tenant_id = u.t AND k.call_id = u.c
-    """
-)
-
-_SQL_TYPES = {
-    "started_at": "timestamptz",
-    "answered_at": "timestamptz",
-    "ended_at": "timestamptz",
-    "total_seconds": "int",
-    "hold_seconds": "int",
-    "object_id": "int",
-    "flagged": "boolean",
-    "seen_webhook": "boolean",
-    "seen_history": "boolean",
-    "first_seen_at": "timestamptz",
-}
-_UPSERT_COLUMNS = ("tenant_id", "call_id", *_COLUMNS, "first_source", "first_seen_at")
-_UPSERT = text(
-    f"""
-    INSERT INTO callstore.calls ({", ".join(_UPSERT_COLUMNS)}, queue_id)
-    SELECT u.*, callstore.attribute_queue(u.tenant_id, u.direction, u.hotline)
-    FROM unnest({", ".join(f"CAST(:{c} AS {_SQL_TYPES.get(c, 'text')}[])" for c in _UPSERT_COLUMNS)})
-         AS u({", ".join(_UPSERT_COLUMNS)})
-    ON CONFLICT (tenant_id, call_id) DO UPDATE SET
-        {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)},
-        queue_id = excluded.queue_id,
-        updated_at = now()
+    ORDER BY k.tenant_id, k.call_id
+    FOR UPDATE OF k
     """
 )
 
 
 async def ingest(
-    conn: AsyncConnection, deliveries: Sequence[Delivery], tenants: Mapping[str, TenantSettings]
+    conn: AsyncConnection,
+    deliveries: Sequence[Delivery],
+    tenants: Mapping[str, TenantSettings],
+    *,
+    track_changes: bool = False,
 ) -> IngestResult:
-    """Store `deliveries` and merge their calls, inside the caller's transaction."""
+    """Store `deliveries` and merge their calls, inside the caller's transaction.
+
+    With `track_changes`, the result lists every call created or changed and
+    which fields changed (the backfill's reconciliation ledger needs that);
+    without, only how many rows were written (the webhook does not).
+    """
     result = IngestResult(deliveries=len(deliveries))
     if not deliveries:
         return result
@@ -149,101 +189,77 @@ async def ingest(
         u = unique.get(key)
         if u is None:
             tenant = tenants[d.tenant_id]
-            payload, body = d.payload, orjson.dumps(d.payload)
+            payload, body = d.payload, d.body or orjson.dumps(d.payload)
             nul = b"\\u0000" in body
             if nul:  # Postgres text and jsonb cannot hold U+0000
                 payload = _without_nul(payload)
                 body = orjson.dumps(payload)
             ev = normalize(payload, d.source, tenant.zone, tenant.country_code)
-            flags = (*ev.flags, "nul_character") if nul else ev.flags
-            unique[key] = _Unique(d, body.decode(), ev, flags)
+            if nul:
+                ev = Event(ev.source, ev.values, (*ev.flags, "nul_character"))
+            unique[key] = _Unique(d, orjson.Fragment(body), ev)
         else:
             u.count += 1
             if d.received_at < u.delivery.received_at:
                 u.delivery = d
 
-    keys = sorted({lock_key(t, c) for t, c, _ in unique})
-    await conn.execute(_LOCK, {"keys": keys})
-
-    rows = list(unique.items())
-    inserted = await conn.execute(
-        _INSERT_RAW,
-        {
-            "t": [k[0] for k, _ in rows],
-            "c": [k[1] for k, _ in rows],
-            "s": [u.delivery.source for _, u in rows],
-            "h": [k[2] for k, _ in rows],
-            "p": [u.body for _, u in rows],
-            "f": [",".join(u.flags) for _, u in rows],
-            "d": [u.count for _, u in rows],
-            "r": [u.delivery.received_at for _, u in rows],
-        },
-    )
-    touched: set[tuple[str, str]] = set()
-    for tenant_id, call_id, was_inserted in inserted:
+    rows = sorted(unique.items(), key=lambda kv: kv[0])
+    raw_rows = [
+        {"t": k[0], "c": k[1], "s": u.delivery.source, "h": k[2].hex(), "p": u.body,
+         "f": ",".join(u.event.flags), "d": u.count, "r": u.delivery.received_at}
+        for k, u in rows
+    ]
+    inserted = await conn.execute(_INSERT_RAW, {"rows": orjson.dumps(raw_rows).decode()})
+    fresh: dict[tuple[str, str], list[_Unique]] = defaultdict(list)
+    for tenant_id, call_id, digest, was_inserted in inserted:
         if was_inserted:
-            result.raw_inserted += 1
-            touched.add((tenant_id, call_id))
+            fresh[(tenant_id, call_id)].append(unique[(tenant_id, call_id, digest)])
+    result.raw_inserted = sum(len(v) for v in fresh.values())
     result.duplicates = len(deliveries) - result.raw_inserted
-    if not touched:
+    if not fresh:
         return result
 
-    first: dict[tuple[str, str], Delivery] = {}
-    for d in deliveries:
-        k = (d.tenant_id, d.call_id)
-        if k in touched and (k not in first or d.received_at < first[k].received_at):
-            first[k] = d
+    order = sorted(fresh)
+    old: dict[tuple[str, str], tuple[Any, ...]] = {}
+    if track_changes:
+        keys = {"t": [t for t, _ in order], "c": [c for _, c in order]}
+        old = {(r[0], r[1]): tuple(r[2:]) for r in await conn.execute(_LOCK_OLD, keys)}
 
-    order = sorted(touched)
-    params = {"t": [t for t, _ in order], "c": [c for _, c in order]}
-    events: dict[tuple[str, str], list[Event]] = defaultdict(list)
-    for tenant_id, call_id, source, digest, flags, payload in await conn.execute(_RAW_OF_CALLS, params):
-        known = unique.get((tenant_id, call_id, digest))
-        if known is not None:
-            ev = known.event
-        else:
-            tenant = tenants[tenant_id]
-            ev = normalize(orjson.loads(payload), source, tenant.zone, tenant.country_code)
-        # The flags stored with the raw event are the record of what was wrong.
-        events[(tenant_id, call_id)].append(Event(ev.source, ev.values, tuple(flags)))
-    old = {(r[0], r[1]): dict(zip(_COLUMNS, r[2:])) for r in await conn.execute(_OLD_CALLS, params)}
-
-    upsert: dict[str, list[Any]] = {c: [] for c in _UPSERT_COLUMNS}
+    call_rows: list[dict[str, Any]] = []
     for key in order:
-        merged = _row(fold(events[key]))
+        items = fresh[key]
+        folded = fold(u.event for u in items)
+        first = min(items, key=lambda u: u.delivery.received_at).delivery
+        row = dict(folded.values)
+        row.update(
+            tenant_id=key[0], call_id=key[1],
+            ranks=",".join(str(folded.ranks.get(name, -1)) for name in FIELDS),
+            flagged=folded.flagged, seen_webhook="webhook" in folded.sources,
+            seen_history="history" in folded.sources, first_source=first.source, first_seen_at=first.received_at,
+        )
+        call_rows.append(row)
+
+    for row in await conn.execute(_UPSERT, {"rows": orjson.dumps(call_rows).decode()}):
+        key = (row[0], row[1])
+        created = bool(row[2])
+        if not track_changes:
+            result.changes.append(CallChange(key[0], key[1], created, ()))
+            continue
+        new = row[3:]
         before = old.get(key)
-        if before is not None:
-            changed = tuple(c for c in _COLUMNS if before[c] != merged[c])
-            if not changed:
-                continue
+        if before is None:
+            changed = tuple(n for n, v in zip(FIELDS, new) if v is not None)
         else:
-            changed = tuple(c for c in FIELDS if merged[c] is not None)
-        result.changes.append(CallChange(key[0], key[1], before is None, changed))
-        upsert["tenant_id"].append(key[0])
-        upsert["call_id"].append(key[1])
-        for c in _COLUMNS:
-            upsert[c].append(merged[c])
-        upsert["first_source"].append(first[key].source)
-        upsert["first_seen_at"].append(first[key].received_at)
-    if upsert["call_id"]:
-        await conn.execute(_UPSERT, upsert)
+            changed = tuple(n for n, a, b in zip(FIELDS, before, new) if a != b)
+        result.changes.append(CallChange(key[0], key[1], created, changed))
     return result
-
-
-def _row(folded: Folded) -> dict[str, Any]:
-    row = dict(folded.values)
-    row["flagged"] = folded.flagged
-    row["seen_webhook"] = "webhook" in folded.sources
-    row["seen_history"] = "history" in folded.sources
-    return row
 
 
 @dataclass
 class _Unique:
     delivery: Delivery
-    body: str
+    body: orjson.Fragment
     event: Event
-    flags: tuple[str, ...]
     count: int = 1
 
 

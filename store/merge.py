@@ -231,38 +231,41 @@ def parse_int(raw: object) -> int | None:
     return None
 
 
+def rank_of(event: Event) -> int:
+    """The rank of an event's values: lifecycle first, then source (0..5)."""
+    return event.lifecycle * 2 + SOURCE_RANK[event.source]
+
+
 @dataclass
 class Folded:
-    """The merged call: `values` maps every field of FIELDS (None when absent)."""
+    """The merged call: `values` maps every field of FIELDS (None when absent);
+    `ranks` the rank of each present field's winning value, so that a folded
+    row can be merged again (in SQL, by the same rule) with later events."""
 
     values: dict[str, Any]
+    ranks: dict[str, int]
     flagged: bool
     sources: frozenset[str] = field(default_factory=frozenset)
 
 
-def _tiebreak(value: Any) -> tuple[int, Any]:
-    if isinstance(value, datetime):
-        return (0, value.timestamp())
-    if isinstance(value, int):
-        return (1, value)
-    return (2, str(value))
-
-
 def fold(events: Iterable[Event]) -> Folded:
-    best: dict[str, tuple[tuple[int, int, tuple[int, Any]], Any]] = {}
+    """Per field, the value of highest (rank, value). Values of one field have
+    one type (datetime, int or str), compared as Python does: strings by code
+    point, which is what PostgreSQL's "C" collation does on UTF-8."""
+    best: dict[str, tuple[int, Any]] = {}
     flagged = False
     sources: set[str] = set()
     for ev in events:
         flagged = flagged or bool(ev.flags)
         sources.add(ev.source)
-        base = (ev.lifecycle, SOURCE_RANK[ev.source])
+        r = rank_of(ev)
         for name, value in ev.values.items():
-            rank = (*base, _tiebreak(value))
             current = best.get(name)
-            if current is None or rank > current[0]:
-                best[name] = (rank, value)
+            if current is None or (r, value) > current:
+                best[name] = (r, value)
     return Folded(
         values={name: (best[name][1] if name in best else None) for name in FIELDS},
+        ranks={name: rv[0] for name, rv in best.items()},
         flagged=flagged,
         sources=frozenset(sources),
     )

@@ -62,6 +62,9 @@ CREATE TABLE callstore.calls (
     object_id           integer,
     event_type          text,
     queue_id            bigint,
+    -- Rank (lifecycle * 2 + source) of each merged field's value, in the order
+    -- of store.merge.FIELDS; -1 when absent. Lets later events merge in SQL.
+    merge_ranks         smallint[] NOT NULL DEFAULT '{}',
     flagged             boolean NOT NULL DEFAULT false,
     seen_webhook        boolean NOT NULL DEFAULT false,
     seen_history        boolean NOT NULL DEFAULT false,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store.merge import call_id_of, fold, normalize, parse_int, parse_time
@@ -141,3 +141,40 @@ def test_any_permutation_and_duplication_gives_the_same_row(events, data) -> Non
     again = fold([*shuffled, *dupes])
     assert again.values == reference.values
     assert again.flagged == reference.flagged
+
+
+# --- the same property through the database, batched any way ----------------
+
+import uuid  # noqa: E402
+from datetime import timezone as _tz  # noqa: E402
+
+from sqlalchemy import text  # noqa: E402
+
+from store.ingest import Delivery, ingest  # noqa: E402
+from store.settings import TenantSettings  # noqa: E402
+
+TENANTS = {"default": TenantSettings("default")}
+ROW = "SELECT * FROM callstore.calls WHERE call_id = :c"
+_SKIP = {"first_seen_at", "updated_at", "first_source", "call_id"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=events, data=st.data())
+async def test_any_order_batching_and_duplication_in_the_database_gives_the_same_row(engine, events, data) -> None:  # type: ignore[no-untyped-def]
+    when = datetime(2026, 11, 23, tzinfo=_tz.utc)
+    reference = fold([normalize(p, s, ZONE) for p, s in events]).values
+    shuffled = data.draw(st.permutations(events))
+    dupes = data.draw(st.lists(st.sampled_from(events), max_size=4))
+    stream = [*shuffled, *dupes]
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(stream) - 1)), max_size=3)))
+    call_id = f"C-{uuid.uuid4().hex}"  # each example its own call
+    batches, start = [], 0
+    for cut in [*cuts, len(stream)]:
+        batches.append(stream[start:cut])
+        start = cut
+    for batch in batches:
+        async with engine.begin() as conn:
+            await ingest(conn, [Delivery("default", call_id, s, {**p, "call_id": call_id}, when) for p, s in batch], TENANTS)
+    async with engine.connect() as conn:
+        row = dict((await conn.execute(text(ROW), {"c": call_id})).one()._mapping)
+    assert {k: row[k] for k in reference} == reference
