@@ -135,8 +135,8 @@ async def replay(conn: AsyncConnection, tenant_id: str, zone: ZoneInfo, rules: R
     steps: list[Step] = []
     for at in times:
         queues = set(current)
-        for q, qc in calls.items():
-            if qc.window(at, rules.for_queue(q).window_minutes):
+        for q, found in calls.items():
+            if found.window(at, rules.for_queue(q).window_minutes):
                 queues.add(q)
         for q in sorted(queues, key=lambda q: -1 if q is None else q):
             rule = rules.for_queue(q)

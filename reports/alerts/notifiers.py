@@ -38,7 +38,8 @@ class DeliveryError(Exception):
 
 
 class Notifier(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     async def send(self, client: httpx.AsyncClient, message_id: str, payload: dict[str, Any]) -> None: ...
 

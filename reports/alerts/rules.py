@@ -81,7 +81,7 @@ class RuleBook:
 
     @property
     def max_window_minutes(self) -> int:
-        return max([self.tenant.window_minutes, *(q.get("window_minutes", 0) for q in self.queues.values())])
+        return max([self.tenant.window_minutes, *(int(q.get("window_minutes", 0)) for q in self.queues.values())])
 
     def with_overrides(self, values: Mapping[str, Any]) -> RuleBook:
         """Every queue's rule with `values` forced (backtests try thresholds this way)."""

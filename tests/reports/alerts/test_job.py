@@ -345,3 +345,23 @@ async def test_rate_oscillating_around_the_floor_fires_once_and_does_not_flap(en
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM callstore.alerts")) == 1
         assert await conn.scalar(text("SELECT state FROM callstore.alert_states WHERE queue_id = 201")) == "firing"
+
+
+async def test_alerts_test_command_reaches_each_notifier(monkeypatch: pytest.MonkeyPatch, tmp_path,  # type: ignore[no-untyped-def]
+                                                         capsys: pytest.CaptureFixture[str], cli_logging: None) -> None:
+    from callstore.cli import main
+
+    inbox = Inbox()
+    async with serving(inbox.app()) as url:
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("CALLSTORE_ALERT_WEBHOOK_URL", f"{url}/hook")
+        monkeypatch.setenv("CALLSTORE_ALERT_WEBHOOK_SECRET", SECRET)
+        monkeypatch.setenv("CALLSTORE_ALERT_SLACK_URL", f"{url}/slack")
+        assert await asyncio.to_thread(main, ["alerts", "test"]) == 0
+        assert capsys.readouterr().out.splitlines() == ["slack: sent", "webhook: sent"]
+        inbox.fail_next = 10
+        assert await asyncio.to_thread(main, ["alerts", "test"]) == 1
+        assert "webhook: failed: webhook: HTTP 503" in capsys.readouterr().out
+    [(headers, body)] = inbox.webhook
+    verify_standard_webhook(SECRET, headers, body)
+    assert json.loads(body)["type"] == "abandon_spike.test" and len(inbox.slack) == 2
