@@ -82,6 +82,11 @@ def settings_secrets(settings: object) -> list[str]:
         out.extend(t.webhook_keys)
         if t.api_key:
             out.append(t.api_key)
+    for secret in (settings.alert_webhook_secret, settings.alert_slack_url):
+        if secret:
+            out.append(secret)
+    if settings.alert_webhook_url:
+        out.append(settings.alert_webhook_url)
     if settings.database_url:
         pw = urlsplit(settings.database_url).password
         if pw:

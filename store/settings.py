@@ -66,6 +66,11 @@ class Settings:
     backfill_interval_s: int = 600
     backfill_overlap_s: int = 7200
     history_source: str = "searchCallV2"
+    #: Alert notifiers (SPEC 9). URLs may embed tokens (Slack's do): never in repr or logs.
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    alert_webhook_secret: str | None = field(default=None, repr=False)
+    alert_slack_url: str | None = field(default=None, repr=False)
+    alert_interval_s: int = 60
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -142,6 +147,16 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     if history_source not in ("searchCallV2", "call-logs"):
         raise ConfigError("CALLSTORE_HISTORY_SOURCE", "must be searchCallV2 or call-logs")
 
+    webhook_url = _url("CALLSTORE_ALERT_WEBHOOK_URL", get("CALLSTORE_ALERT_WEBHOOK_URL"))
+    webhook_secret = get("CALLSTORE_ALERT_WEBHOOK_SECRET")
+    if webhook_secret is not None:
+        _check_webhook_secret(webhook_secret)
+    if webhook_url is not None and webhook_secret is None:
+        raise ConfigError("CALLSTORE_ALERT_WEBHOOK_SECRET",
+                          "is required with CALLSTORE_ALERT_WEBHOOK_URL (whsec_ followed by base64)")
+    if webhook_secret is not None and webhook_url is None:
+        raise ConfigError("CALLSTORE_ALERT_WEBHOOK_URL", "is required with CALLSTORE_ALERT_WEBHOOK_SECRET")
+
     return Settings(
         database_url=database_url,
         data_dir=Path(get("CALLSTORE_DATA_DIR") or ".callstore"),
@@ -156,7 +171,27 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         backfill_interval_s=_int("CALLSTORE_BACKFILL_INTERVAL", get("CALLSTORE_BACKFILL_INTERVAL"), 600, lo=10),
         backfill_overlap_s=_int("CALLSTORE_BACKFILL_OVERLAP", get("CALLSTORE_BACKFILL_OVERLAP"), 7200, lo=0),
         history_source=history_source,
+        alert_webhook_url=webhook_url,
+        alert_webhook_secret=webhook_secret,
+        alert_slack_url=_url("CALLSTORE_ALERT_SLACK_URL", get("CALLSTORE_ALERT_SLACK_URL")),
+        alert_interval_s=_int("CALLSTORE_ALERT_INTERVAL", get("CALLSTORE_ALERT_INTERVAL"), 60, lo=10, hi=3600),
     )
+
+
+def _check_webhook_secret(value: str) -> None:
+    """A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 random bytes."""
+    import base64
+    import binascii
+
+    name = "CALLSTORE_ALERT_WEBHOOK_SECRET"
+    if not value.startswith("whsec_"):
+        raise ConfigError(name, "must start with whsec_ followed by base64 (Standard Webhooks)")
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(name, "the part after whsec_ is not valid base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ConfigError(name, "must decode to 24-64 bytes, e.g. whsec_ + base64 of 32 random bytes")
 
 
 def _tenants_from_file(path: Path) -> tuple[TenantSettings, ...]:

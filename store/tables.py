@@ -150,3 +150,128 @@ api_tokens = Table(
     Column("revoked_at", TZ),
     Column("last_used_at", TZ),
 )
+
+
+# --- alerts (migration 0005, reports/alerts) ---------------------------------
+
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION  # noqa: E402
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("queue_id", BigInteger),
+    Column("enabled", Boolean),
+    Column("window_minutes", Integer),
+    Column("min_offered", Integer),
+    Column("min_abandoned", Integer),
+    Column("floor_rate", DOUBLE_PRECISION),
+    Column("clear_rate", DOUBLE_PRECISION),
+    Column("confidence", DOUBLE_PRECISION),
+    Column("baseline_weeks", Integer),
+    Column("min_baseline_calls", Integer),
+    Column("pending_evaluations", Integer),
+    Column("clear_evaluations", Integer),
+    Column("cooldown_minutes", Integer),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
+    Index("alert_rules_tenant", "tenant_id", unique=True, postgresql_where=text("scope = 'tenant'")),
+    Index("alert_rules_queue", "tenant_id", "queue_id", unique=True,
+          postgresql_where=text("scope = 'queue' AND queue_id IS NOT NULL")),
+    Index("alert_rules_unassigned", "tenant_id", unique=True,
+          postgresql_where=text("scope = 'queue' AND queue_id IS NULL")),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("queue_id", BigInteger),
+    Column("fired_at", TZ, nullable=False),
+    Column("resolved_at", TZ),
+    Column("window_minutes", Integer, nullable=False),
+    Column("offered", Integer, nullable=False),
+    Column("answered", Integer, nullable=False),
+    Column("abandoned", Integer, nullable=False),
+    Column("short_abandoned", Integer, nullable=False),
+    Column("unanswered_other", Integer, nullable=False),
+    Column("abandon_rate", DOUBLE_PRECISION),
+    Column("rate_lower_bound", DOUBLE_PRECISION),
+    Column("baseline_rate", DOUBLE_PRECISION),
+    Column("baseline_upper_bound", DOUBLE_PRECISION),
+    Column("baseline_calls", Integer),
+    Column("peak_abandon_rate", DOUBLE_PRECISION),
+    Column("resolve_abandon_rate", DOUBLE_PRECISION),
+    Column("rule", JSONB, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=NOW),
+    Index("alerts_fired_at", "tenant_id", "fired_at"),
+)
+
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("queue_id", BigInteger),
+    Column("state", Text, nullable=False),
+    Column("streak", Integer, nullable=False, server_default=text("0")),
+    Column("since", TZ),
+    Column("fired_at", TZ),
+    Column("resolved_at", TZ),
+    Column("alert_id", BigInteger),
+    Column("evaluated_at", TZ, nullable=False),
+    Column("window_minutes", Integer, nullable=False),
+    Column("offered", Integer, nullable=False, server_default=text("0")),
+    Column("abandoned", Integer, nullable=False, server_default=text("0")),
+    Column("short_abandoned", Integer, nullable=False, server_default=text("0")),
+    Column("handled", Integer, nullable=False, server_default=text("0")),
+    Column("abandon_rate", DOUBLE_PRECISION),
+    Column("rate_lower_bound", DOUBLE_PRECISION),
+    Column("baseline_rate", DOUBLE_PRECISION),
+    Column("baseline_upper_bound", DOUBLE_PRECISION),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
+    Index("alert_states_queue", "tenant_id", "queue_id", unique=True, postgresql_where=text("queue_id IS NOT NULL")),
+    Index("alert_states_unassigned", "tenant_id", unique=True, postgresql_where=text("queue_id IS NULL")),
+)
+
+alert_cursors = Table(
+    "alert_cursors",
+    metadata,
+    Column("tenant_id", Text, primary_key=True),
+    Column("evaluated_at", TZ, nullable=False),
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("alert_id", BigInteger),
+    Column("kind", Text, nullable=False),
+    Column("notifier", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=NOW),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", TZ, nullable=False, server_default=NOW),
+    Column("sent_at", TZ),
+    Column("failed_at", TZ),
+    Column("last_error", Text),
+    Index("alert_outbox_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),
+    Index("alert_outbox_alert", "alert_id"),
+)
+
+alert_delivery_failures = Table(
+    "alert_delivery_failures",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("notifier", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("attempted_at", TZ, nullable=False, server_default=NOW),
+    Column("http_status", Integer),
+    Column("error", Text, nullable=False),
+    Index("alert_delivery_failures_outbox", "outbox_id"),
+)
