@@ -95,8 +95,8 @@ class Webhook:
         delivery = Delivery(tenant_id, call_id, "webhook", payload, received_at, hashlib.sha256(body).digest())
         try:
             await self.writer.submit(delivery)
-        except DatabaseUnavailable:
-            return error(503, "the event could not be stored right now; retry", headers={"Retry-After": "5"})
+        except DatabaseUnavailable as exc:
+            return error(503, f"the event could not be stored right now ({exc}); retry", headers={"Retry-After": "5"})
         except Unstorable as exc:
             return await self._reject(request, tenant_id, received_at, body, total, 400, "unstorable", str(exc))
         return OK

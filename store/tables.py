@@ -148,3 +148,14 @@ api_tokens = Table(
     Column("revoked_at", TZ),
     Column("last_used_at", TZ),
 )
+
+# --- nothing_lost (migration 0006) --------------------------------------------
+
+#: How many records of a local spool segment are committed (receiver/drain.py).
+spool_progress = Table(
+    "spool_progress",
+    metadata,
+    Column("segment", Text, primary_key=True),
+    Column("records_done", Integer, CheckConstraint("records_done >= 0"), nullable=False),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
+)
