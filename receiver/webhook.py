@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -27,6 +28,8 @@ from store.errors import DatabaseUnavailable
 from store.ingest import Delivery
 from store.merge import call_id_of
 from store.settings import TenantSettings
+
+log = logging.getLogger("callstore.receiver.webhook")
 
 MAX_BODY = 256 * 1024
 OK = Response(b'{"ok":true}', media_type="application/json")
@@ -113,6 +116,7 @@ class Webhook:
         except (DatabaseUnavailable, Unstorable):
             return error(503, "the rejected body could not be kept right now; retry", headers={"Retry-After": "5"})
         self.metrics.dead_letters.labels(reason).inc()
+        log.info("webhook delivery rejected and kept as a dead letter: %s (%d bytes, tenant %s)", reason, total, tenant_id)
         return error(status, detail, code=reason)
 
 

@@ -93,7 +93,10 @@ def setup_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str]
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "httpx", "httpcore", "apscheduler.executors.default"):
+    # sqlalchemy.engine at INFO or DEBUG would log every statement with its
+    # parameters (call payloads, phone numbers): never, whatever the level.
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "apscheduler.executors.default", "sqlalchemy.engine",
+                  "sqlalchemy.pool", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
