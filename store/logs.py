@@ -27,7 +27,7 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 # of a longer word or a decimal.
 _PHONE = re.compile(r"(?<![\w+.])(?:\+\d{8,15}|0\d{8,10})(?!\w)")
 
-_AUTH = re.compile(r"(?i)(authorization|x-api-key|password|api_key|token)(\"?\s*[:=]\s*\"?)([^\s\",}]+)")
+_AUTH = re.compile(r"(?i)(authorization|x-api-key|password|api_key|token)(\"?\s*[:=]\s*\"?)((?:bearer|basic|token)\s+)?([^\s\",}]+)")
 
 
 class Redact(logging.Filter):
