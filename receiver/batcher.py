@@ -118,6 +118,8 @@ class BatchWriter:
                 result = await self._transaction(items)
         except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting requests
             if is_unavailable(exc):
+                if self._fallback is not None:
+                    log.warning("database unreachable, spooling locally: %s", short_error(exc))
                 self._outage_until = time.monotonic() + OUTAGE_SECONDS
                 await self._unavailable(batch, exc)
             elif len(batch) > 1:
