@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
