@@ -32,8 +32,8 @@ def run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"callstore: error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.log_format, settings_secrets(settings))
-    redactor = Redact(settings_secrets(settings))
+    setup_logging(settings.log_level, settings.log_format, settings_secrets(settings), settings.mask_phone_numbers)
+    redactor = Redact(settings_secrets(settings), settings.mask_phone_numbers)
     try:
         code: int = args.func(args, settings)
         return code

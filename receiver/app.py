@@ -22,6 +22,7 @@ from receiver.errors import error, http_exception, unhandled
 from receiver.health import Readiness, healthz
 from receiver.metrics import Metrics
 from receiver.openapi import OpenAPI
+from receiver.request_id import RequestId
 from receiver.webhook import KeyRing, Webhook
 from store.ingest import IngestResult
 from store.migrate import head_revisions
@@ -82,7 +83,7 @@ def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None =
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(TokenAuth, engine=engine)],
+        middleware=[Middleware(RequestId), Middleware(TokenAuth, engine=engine)],
         exception_handlers={HTTPException: http_exception, Forbidden: forbidden, Exception: unhandled},
         lifespan=lifespan,
     )

@@ -28,8 +28,14 @@ log = logging.getLogger("callstore.receiver.batcher")
 
 Item = Delivery | DeadLetter
 #: Called with a batch the database could not take; returns when the batch is
-#: durable elsewhere (the spool) or raises DatabaseUnavailable.
-Fallback = Callable[[Sequence[Item]], Awaitable[None]]
+#: durable elsewhere (the spool), optionally with, per item, None or the
+#: exception for the one item it could not keep; raises DatabaseUnavailable
+#: (e.g. the spool is full) when it kept nothing.
+Fallback = Callable[[Sequence[Item]], Awaitable[Sequence[BaseException | None] | None]]
+#: After the database was found unreachable, batches go straight to the fallback
+#: for this long: during an outage a connection attempt per batch would make
+#: every request wait for it (a black-holed host costs the whole connect timeout).
+OUTAGE_SECONDS = 1.0
 
 
 class Unstorable(Exception):
@@ -61,6 +67,7 @@ class BatchWriter:
         self._writers = writers
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._outage_until = 0.0
 
     def start(self) -> None:
         # Two writers by default: one prepares its batch while the other's
@@ -102,19 +109,31 @@ class BatchWriter:
     async def _write(self, batch: list[_Pending]) -> None:
         items = [p.item for p in batch]
         started = time.perf_counter()
+        if self._fallback is not None and time.monotonic() < self._outage_until:
+            await self._unavailable(batch, None)
+            return
         try:
-            result = await self._transaction(items)
+            try:
+                result = await self._transaction(items)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # A connection broken by a Postgres restart or failover: SQLAlchemy
+                # has dropped it and every pooled one as old; a fresh one may work.
+                result = await self._transaction(items)
         except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting requests
             if is_unavailable(exc):
+                if self._fallback is not None:
+                    log.warning("database unreachable, spooling locally: %s", short_error(exc))
+                self._outage_until = time.monotonic() + OUTAGE_SECONDS
                 await self._unavailable(batch, exc)
-            elif isinstance(exc, DBAPIError) and len(batch) > 1:
-                # One bad row must not fail its neighbours: retry them one by one.
+            elif len(batch) > 1:
+                # One bad item must not fail its neighbours: retry them one by one.
                 for p in batch:
                     await self._write([p])
             else:
-                log.error("could not store an event: %s", _short(exc))
-                for p in batch:
-                    _resolve(p.future, Unstorable(_short(exc)))
+                log.error("could not store an event: %s", short_error(exc))
+                _resolve(batch[0].future, Unstorable(short_error(exc)))
             return
         if self._on_commit is not None:
             self._on_commit(items, result, time.perf_counter() - started)
@@ -129,20 +148,23 @@ class BatchWriter:
             await insert_dead_letters(conn, letters)
         return result
 
-    async def _unavailable(self, batch: list[_Pending], exc: BaseException) -> None:
-        if self._fallback is not None:
-            try:
-                await self._fallback([p.item for p in batch])
-            except Exception as spool_exc:  # noqa: BLE001
-                for p in batch:
-                    _resolve(p.future, spool_exc if isinstance(spool_exc, DatabaseUnavailable) else DatabaseUnavailable(str(spool_exc)))
-                return
+    async def _unavailable(self, batch: list[_Pending], exc: BaseException | None) -> None:
+        if self._fallback is None:
+            log.warning("database unavailable: %s", short_error(exc) if exc else "")
             for p in batch:
-                _resolve(p.future, None)
+                _resolve(p.future, DatabaseUnavailable("the database is not reachable"))
             return
-        log.warning("database unavailable: %s", _short(exc))
-        for p in batch:
-            _resolve(p.future, DatabaseUnavailable("the database is not reachable"))
+        try:
+            outcomes = await self._fallback([p.item for p in batch])
+        except Exception as spool_exc:  # noqa: BLE001
+            if not isinstance(spool_exc, DatabaseUnavailable):
+                log.error("the spool could not take a batch: %s", short_error(spool_exc))
+                spool_exc = DatabaseUnavailable("the database is not reachable and the spool failed")
+            for p in batch:
+                _resolve(p.future, spool_exc)
+            return
+        for p, outcome in zip(batch, outcomes or [None] * len(batch)):
+            _resolve(p.future, outcome)
 
 
 def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
@@ -154,7 +176,7 @@ def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
         fut.set_exception(exc)
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     """One line about an exception, never with statement parameters (they may hold secrets)."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         exc = exc.orig

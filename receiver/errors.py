@@ -11,6 +11,8 @@ from starlette.responses import Response
 
 import orjson
 
+from store.logs import request_id
+
 _CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -42,5 +44,8 @@ async def http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def unhandled(request: Request, exc: Exception) -> Response:
-    # The traceback goes to the log (by Starlette); the client gets no internals.
-    return error(500, "internal error; the request id is in the server log")
+    # The traceback goes to the log (by Starlette), with the request id; the
+    # client gets no internals, only the id to quote.
+    rid = request_id.get()
+    return error(500, f"internal error (request id {rid}); the details are in the server log",
+                 headers={"X-Request-ID": rid} if rid else None)

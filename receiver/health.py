@@ -39,6 +39,9 @@ class Readiness:
             checks["database"] = f"unreachable ({type(exc).__name__})"
             ready = False
         if self.spool_status is not None:
-            checks["spool"] = self.spool_status()
+            spool = self.spool_status()
+            checks["spool"] = spool
+            if spool.get("full"):  # webhooks are refused with 503 until it drains
+                ready = False
         body = orjson.dumps({"ready": ready, **checks})
         return Response(body, status_code=200 if ready else 503, media_type="application/json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -27,6 +28,8 @@ from store.errors import DatabaseUnavailable
 from store.ingest import Delivery
 from store.merge import call_id_of
 from store.settings import TenantSettings
+
+log = logging.getLogger("callstore.receiver.webhook")
 
 MAX_BODY = 256 * 1024
 OK = Response(b'{"ok":true}', media_type="application/json")
@@ -95,8 +98,8 @@ class Webhook:
         delivery = Delivery(tenant_id, call_id, "webhook", payload, received_at, hashlib.sha256(body).digest(), body)
         try:
             await self.writer.submit(delivery)
-        except DatabaseUnavailable:
-            return error(503, "the event could not be stored right now; retry", headers={"Retry-After": "5"})
+        except DatabaseUnavailable as exc:
+            return error(503, f"the event could not be stored right now ({exc}); retry", headers={"Retry-After": "5"})
         except Unstorable as exc:
             return await self._reject(request, tenant_id, received_at, body, total, 400, "unstorable", str(exc))
         return OK
@@ -113,6 +116,7 @@ class Webhook:
         except (DatabaseUnavailable, Unstorable):
             return error(503, "the rejected body could not be kept right now; retry", headers={"Retry-After": "5"})
         self.metrics.dead_letters.labels(reason).inc()
+        log.info("webhook delivery rejected and kept as a dead letter: %s (%d bytes, tenant %s)", reason, total, tenant_id)
         return error(status, detail, code=reason)
 
 

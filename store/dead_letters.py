@@ -13,6 +13,7 @@ from store.tables import dead_letters
 
 #: Bodies larger than this are kept truncated (the byte count stays exact).
 KEEP_BYTES = 256 * 1024
+_INT_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ async def insert_dead_letters(conn: AsyncConnection, letters: Sequence[DeadLette
                 "reason": d.reason,
                 "detail": d.detail[:1000],
                 "body": d.body[:KEEP_BYTES],
-                "body_bytes": d.body_bytes,
+                # The size may come from a client's Content-Length: absurd ones are capped to the column.
+                "body_bytes": min(d.body_bytes, _INT_MAX),
                 "content_type": (d.content_type or "")[:200] or None,
                 "remote_addr": d.remote_addr,
             }

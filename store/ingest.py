@@ -85,10 +85,10 @@ _INSERT_RAW = text(
     SELECT u.t, u.c, u.s, decode(u.h, 'hex'), u.p, string_to_array(u.f, ','), u.d, u.r, u.r
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS u(t text, c text, s text, h text, p jsonb, f text, d int, r timestamptz)
-    ON CONFLICT (tenant_id, call_id, body_sha256) DO UPDATE
+    ON CONFLICT (tenant_id, call_id, source, body_sha256) DO UPDATE
         SET deliveries = callstore.raw_events.deliveries + excluded.deliveries,
             last_received_at = greatest(callstore.raw_events.last_received_at, excluded.last_received_at)
-    RETURNING tenant_id, call_id, body_sha256, (xmax = 0) AS inserted
+    RETURNING tenant_id, call_id, source, body_sha256, (xmax = 0) AS inserted
     """
 )
 
@@ -183,9 +183,11 @@ async def ingest(
         return result
 
     # One row per distinct payload; repeats within the batch count deliveries.
-    unique: dict[tuple[str, str, bytes], _Unique] = {}
+    unique: dict[tuple[str, str, str, bytes], _Unique] = {}
     for d in deliveries:
-        key = (d.tenant_id, d.call_id, d.digest())
+        # The same payload from the webhook and from the history API is two
+        # deliveries: the source is part of what a value is worth (its rank).
+        key = (d.tenant_id, d.call_id, d.source, d.digest())
         u = unique.get(key)
         if u is None:
             tenant = tenants[d.tenant_id]
@@ -205,15 +207,15 @@ async def ingest(
 
     rows = sorted(unique.items(), key=lambda kv: kv[0])
     raw_rows = [
-        {"t": k[0], "c": k[1], "s": u.delivery.source, "h": k[2].hex(), "p": u.body,
+        {"t": k[0], "c": k[1], "s": k[2], "h": k[3].hex(), "p": u.body,
          "f": ",".join(u.event.flags), "d": u.count, "r": u.delivery.received_at}
         for k, u in rows
     ]
     inserted = await conn.execute(_INSERT_RAW, {"rows": orjson.dumps(raw_rows).decode()})
     fresh: dict[tuple[str, str], list[_Unique]] = defaultdict(list)
-    for tenant_id, call_id, digest, was_inserted in inserted:
+    for tenant_id, call_id, source, digest, was_inserted in inserted:
         if was_inserted:
-            fresh[(tenant_id, call_id)].append(unique[(tenant_id, call_id, digest)])
+            fresh[(tenant_id, call_id)].append(unique[(tenant_id, call_id, source, digest)])
     result.raw_inserted = sum(len(v) for v in fresh.values())
     result.duplicates = len(deliveries) - result.raw_inserted
     if not fresh:

@@ -2,6 +2,9 @@
 
 Secrets never reach a log line: the filter replaces every configured key,
 token and password (and anything after `Authorization:`) before formatting.
+Phone numbers are masked too, unless CALLSTORE_MASK_PHONE_NUMBERS is false.
+Each line carries the id of the HTTP request being served (`request_id`, set
+by the receiver's middleware in a context variable).
 """
 
 from __future__ import annotations
@@ -10,23 +13,37 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import datetime, timezone
 
 import orjson
 
-_AUTH = re.compile(r"(?i)(authorization|x-api-key|password|api_key|token)(\"?\s*[:=]\s*\"?)([^\s\",}]+)")
+from store.phone import mask_phone
+
+#: The id of the HTTP request this code runs for (None outside requests).
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# A number in canonical (+84912345678) or national (0912345678) form, not part
+# of a longer word or a decimal.
+_PHONE = re.compile(r"(?<![\w+.])(?:\+\d{8,15}|0\d{8,10})(?!\w)")
+
+_AUTH = re.compile(r"(?i)(authorization|x-api-key|password|api_key|token)(\"?\s*[:=]\s*\"?)((?:bearer|basic|token)\s+)?([^\s\",}]+)")
 
 
 class Redact(logging.Filter):
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), mask_phones: bool = False) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.mask_phones = mask_phones
 
     def clean(self, text: str) -> str:
         for s in self.secrets:
             if s in text:
                 text = text.replace(s, "***")
-        return _AUTH.sub(r"\1\2***", text)
+        text = _AUTH.sub(r"\1\2***", text)
+        if self.mask_phones:
+            text = _PHONE.sub(lambda m: mask_phone(m.group(0)) or "", text)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -48,6 +65,8 @@ class JsonFormatter(logging.Formatter):
         }
         for key in ("request_id", "tenant_id", "job"):
             value = getattr(record, key, None)
+            if value is None and key == "request_id":
+                value = request_id.get()
             if value is not None:
                 out[key] = value
         if record.exc_text:
@@ -55,15 +74,29 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out).decode()
 
 
-def setup_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = ()) -> None:
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = getattr(record, "request_id", None) or request_id.get()
+        return f"{line} [request {rid}]" if rid else line
+
+
+def setup_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = (),
+                  mask_phones: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    handler.setFormatter(JsonFormatter() if use_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(Redact(secrets))
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    handler.addFilter(Redact(secrets, mask_phones))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "httpx", "httpcore", "apscheduler.executors.default"):
+    # sqlalchemy.engine at INFO or DEBUG would log every statement with its
+    # parameters (call payloads, phone numbers): never, whatever the level.
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "apscheduler.executors.default", "sqlalchemy.engine",
+                  "sqlalchemy.pool", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

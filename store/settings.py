@@ -57,6 +57,8 @@ class Settings:
     data_dir: Path = Path(".callstore")
     host: str = "127.0.0.1"
     port: int = 8080
+    #: SO_REUSEPORT on the listening socket: several processes on one address.
+    reuse_port: bool = False
     tenants: tuple[TenantSettings, ...] = (TenantSettings(DEFAULT_TENANT),)
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -162,6 +164,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         data_dir=Path(get("CALLSTORE_DATA_DIR") or ".callstore"),
         host=_host(get("CALLSTORE_HOST") or "127.0.0.1"),
         port=_int("CALLSTORE_PORT", get("CALLSTORE_PORT"), 8080, lo=0, hi=65535),
+        reuse_port=_bool("CALLSTORE_REUSE_PORT", get("CALLSTORE_REUSE_PORT"), False),
         tenants=tenants,
         log_level=log_level,
         log_format=log_format,

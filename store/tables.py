@@ -52,7 +52,7 @@ raw_events = Table(
     Column("deliveries", Integer, nullable=False, server_default=text("1")),
     Column("received_at", TZ, nullable=False, server_default=NOW),
     Column("last_received_at", TZ, nullable=False, server_default=NOW),
-    UniqueConstraint("tenant_id", "call_id", "body_sha256", name="raw_events_delivery_key"),
+    UniqueConstraint("tenant_id", "call_id", "source", "body_sha256", name="raw_events_delivery_key"),
     Index("raw_events_received_at", "received_at"),
 )
 
@@ -274,4 +274,15 @@ alert_delivery_failures = Table(
     Column("http_status", Integer),
     Column("error", Text, nullable=False),
     Index("alert_delivery_failures_outbox", "outbox_id"),
+)
+
+# --- nothing_lost (migration 0006) --------------------------------------------
+
+#: How many records of a local spool segment are committed (receiver/drain.py).
+spool_progress = Table(
+    "spool_progress",
+    metadata,
+    Column("segment", Text, primary_key=True),
+    Column("records_done", Integer, CheckConstraint("records_done >= 0"), nullable=False),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
 )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,18 +34,22 @@ def with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """URL of a server on which the tests may create databases (maintenance DB `postgres`)."""
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield with_database(external, "postgres")
         return
-    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")), unsafe_fast=True)
+    # Not under pytest's numbered temp dirs: a concurrent pytest run prunes
+    # those, and would delete this server's data while it runs.
+    data = Path(tempfile.mkdtemp(prefix="callstore-test-pg-"))
+    server = EmbeddedPostgres(data, unsafe_fast=True)
     server.ensure_started()
     try:
         yield server.url("postgres")
     finally:
         server.stop(mode="immediate")
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
+import socket
 from collections.abc import AsyncIterator
+from types import FrameType
 
 import uvicorn
 
@@ -69,5 +72,33 @@ async def serve(settings: Settings, role: str) -> None:
             lifespan="on", timeout_graceful_shutdown=20, server_header=False,
         )
         server = uvicorn.Server(config)
+        sockets = [_reuse_port_socket(settings.host, settings.port)] if settings.reuse_port else None
+        # On SIGTERM uvicorn stops accepting, finishes in-flight requests, runs
+        # the lifespan shutdown (batch writer, spool drainer, scheduler), then
+        # raises the signal again. With this no-op handler installed, that
+        # re-raise does nothing: a requested stop ends with exit code 0.
+        signal.signal(signal.SIGTERM, _stopped)
         log.info("callstore %s listening on http://%s:%s", role, settings.host, settings.port)
-        await server.serve()
+        try:
+            await server.serve(sockets=sockets)
+        finally:
+            for sock in sockets or ():
+                sock.close()
+        if not server.started:
+            raise RuntimeError("the server did not start; the reason is logged above")
+        log.info("callstore %s stopped", role)
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM after uvicorn's graceful shutdown: nothing left to do."""
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (the kernel spreads connections)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock

@@ -36,7 +36,7 @@ CREATE TABLE callstore.raw_events (
     deliveries       integer NOT NULL DEFAULT 1,
     received_at      timestamptz NOT NULL DEFAULT now(),
     last_received_at timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT raw_events_delivery_key UNIQUE (tenant_id, call_id, body_sha256)
+    CONSTRAINT raw_events_delivery_key UNIQUE (tenant_id, call_id, source, body_sha256)
 );
 CREATE INDEX raw_events_received_at ON callstore.raw_events (received_at);
 

@@ -178,3 +178,18 @@ async def test_any_order_batching_and_duplication_in_the_database_gives_the_same
     async with engine.connect() as conn:
         row = dict((await conn.execute(text(ROW), {"c": call_id})).one()._mapping)
     assert {k: row[k] for k in reference} == reference
+
+
+async def test_same_payload_from_webhook_and_history_is_two_deliveries(engine) -> None:  # type: ignore[no-untyped-def]
+    """Found by the property above: deduplicating across sources lost history's rank."""
+    when = datetime(2026, 11, 23, tzinfo=_tz.utc)
+    a = {"call_id": "C2", "endtime": "2024-01-13 15:00:30"}
+    later = {"call_id": "C2", "endtime": "2024-01-13 15:00:35"}
+    async with engine.begin() as conn:
+        await ingest(conn, [Delivery("default", "C2", "webhook", a, when), Delivery("default", "C2", "history", a, when),
+                            Delivery("default", "C2", "webhook", later, when)], TENANTS)
+    async with engine.connect() as conn:
+        row = (await conn.execute(text(ROW), {"c": "C2"})).one()._mapping
+        raw = (await conn.execute(text("SELECT count(*) FROM callstore.raw_events WHERE call_id = 'C2'"))).scalar()
+    assert raw == 3
+    assert row["ended_at"] == datetime(2024, 1, 13, 8, 0, 30, tzinfo=_tz.utc)  # history's value wins

@@ -1,0 +1,31 @@
+"""A PostgreSQL server of a test's own, which the test may stop and start.
+
+The session's server is shared by every test; a chaos test gets the embedded
+server in its own data directory instead (a few seconds to initialise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from store.embedded import EmbeddedPostgres, ensure_database
+
+
+class StoppablePostgres:
+    def __init__(self, data_dir: Path) -> None:
+        # fsync off is safe here: it is only ever stopped cleanly (mode fast).
+        self.server = EmbeddedPostgres(data_dir, unsafe_fast=True)
+
+    async def start(self) -> str:
+        """Start (initialising on first use) and return the URL of database `callstore`."""
+        await asyncio.to_thread(self.server.ensure_started)
+        await ensure_database(self.server)
+        return self.server.url()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.server.stop, "fast")
+
+    def stop_now(self) -> None:
+        """For finally blocks."""
+        self.server.stop("immediate")
