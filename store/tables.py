@@ -150,3 +150,55 @@ api_tokens = Table(
     Column("revoked_at", TZ),
     Column("last_used_at", TZ),
 )
+
+
+# --- sync (migration 0002): backfill runs, reconciliation ledger, cursors ---
+
+from sqlalchemy import Date, ForeignKey  # noqa: E402
+
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    Column("run_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("kind", Text, CheckConstraint("kind IN ('scheduled', 'manual')"), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("window_start", TZ, nullable=False),
+    Column("window_end", TZ, nullable=False),
+    Column("covered_until", TZ, nullable=False),
+    Column("started_at", TZ, nullable=False, server_default=NOW),
+    Column("finished_at", TZ),
+    Column("pages", Integer, nullable=False, server_default=text("0")),
+    Column("records", Integer, nullable=False, server_default=text("0")),
+    Column(
+        "status", Text,
+        CheckConstraint("status IN ('running', 'ok', 'failed', 'interrupted', 'abandoned')"),
+        nullable=False, server_default=text("'running'"),
+    ),
+    Column("error", Text),
+    Index("ingest_runs_tenant_started", "tenant_id", "started_at"),
+)
+
+ingest_ledger = Table(
+    "ingest_ledger",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("callstore.ingest_runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("records", Integer, nullable=False, server_default=text("0")),
+    Column("first_seen", Integer, nullable=False, server_default=text("0")),
+    Column("changed", Integer, nullable=False, server_default=text("0")),
+    Column("changed_fields", JSONB, nullable=False, server_default=text("'{}'")),
+    Column("webhook_only", Integer, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("run_id", "day"),
+)
+
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("position", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "name"),
+)
