@@ -154,7 +154,7 @@ api_tokens = Table(
 
 # --- sync (migration 0002): backfill runs, reconciliation ledger, cursors ---
 
-from sqlalchemy import Date, ForeignKey  # noqa: E402
+from sqlalchemy import Date  # noqa: E402
 
 ingest_runs = Table(
     "ingest_runs",
@@ -182,7 +182,7 @@ ingest_runs = Table(
 ingest_ledger = Table(
     "ingest_ledger",
     metadata,
-    Column("run_id", BigInteger, ForeignKey("callstore.ingest_runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", BigInteger, nullable=False),  # callstore.ingest_runs.run_id
     Column("tenant_id", Text, nullable=False),
     Column("day", Date, nullable=False),
     Column("records", Integer, nullable=False, server_default=text("0")),

@@ -47,6 +47,9 @@ class Options:
     concurrency: int = 8
     #: Records per ingest transaction.
     batch_size: int = 5000
+    #: Ingest transactions in flight at once: one normalises in Python while
+    #: the other waits on Postgres (batches are sorted by key, so they never deadlock).
+    writers: int = 2
     #: Long ranges are paged window by window (and the cursor advances window by window).
     chunk: timedelta = timedelta(days=1)
 
@@ -99,7 +102,7 @@ async def backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistoryS
         run_id = await ledger.start_run(conn, tenant.tenant_id, kind, source.name, window.start, window.end)
     windows = window.split(options.chunk)
     report = RunReport(run_id, tenant.tenant_id, source.name, window, windows=len(windows))
-    writer = _Writer(engine, tenant, report, windows, cursor, options.batch_size)
+    writer = _Writer(engine, tenant, report, windows, cursor, options.writers)
     queue: asyncio.Queue[PageResult | WindowDone | StreamEnd] = asyncio.Queue(maxsize=max(4, options.concurrency * 4))
     producer = asyncio.create_task(
         fetch_pages(source.page, windows, queue, limit=options.limit, concurrency=options.concurrency))
@@ -117,6 +120,7 @@ async def backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistoryS
                 report.windows_done += 1
             else:
                 await writer.flush()
+                await writer.drain()
                 if item.error is not None:
                     raise item.error
                 break
@@ -135,6 +139,8 @@ async def backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistoryS
         producer.cancel()
         with contextlib.suppress(BaseException):
             await producer
+        with contextlib.suppress(BaseException):
+            await writer.drain()
         with contextlib.suppress(Exception):
             async with engine.begin() as conn:
                 await ledger.finish_run(conn, run_id, report.status, report.error[:1000])
@@ -147,16 +153,22 @@ async def backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistoryS
 
 
 class _Writer:
-    """Turns pages into deliveries and writes them in batches with their ledger rows and cursor."""
+    """Turns pages into deliveries and writes them in batches with their ledger rows and cursor.
+
+    Up to `parallel` batches are written at once, each in its own transaction.
+    A batch that moves the cursor first waits for every earlier batch to
+    commit, so the cursor never covers data that is not committed.
+    """
 
     def __init__(self, engine: AsyncEngine, tenant: TenantSettings, report: RunReport, windows: Sequence[Window],
-                 cursor: str | None, batch_size: int) -> None:
+                 cursor: str | None, parallel: int) -> None:
         self.engine = engine
         self.tenant = tenant
         self.tenants = {tenant.tenant_id: tenant}
         self.report = report
         self.windows = windows
         self.cursor = cursor
+        self.parallel = max(1, parallel)
         self.buffer: list[Delivery] = []
         self.day_of: dict[str, date] = {}
         self.tally = ledger.Tally()
@@ -164,6 +176,7 @@ class _Writer:
         self.done: set[int] = set()
         self.prefix = 0  # windows[:prefix] are complete
         self.written_prefix = 0
+        self.in_flight: set[asyncio.Task[None]] = set()
 
     def add_page(self, page: PageResult) -> None:
         zone = self.tenant.zone
@@ -188,10 +201,32 @@ class _Writer:
             self.prefix += 1
 
     async def flush(self) -> None:
+        """Start writing the buffered records (and the cursor, if windows completed)."""
         covered = self.windows[self.prefix - 1].end if self.prefix > self.written_prefix else None
         if not self.buffer and covered is None and not self.pages:
             return
         batch, day_of, tally, pages = self.buffer, self.day_of, self.tally, self.pages
+        self.buffer, self.day_of, self.tally, self.pages = [], {}, ledger.Tally(), 0
+        if covered is not None:
+            self.written_prefix = self.prefix
+            await self.drain()
+        while len(self.in_flight) >= self.parallel:
+            done, _ = await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
+            self.in_flight -= done
+            for task in done:
+                task.result()
+        self.in_flight.add(asyncio.create_task(self._write(batch, day_of, tally, pages, covered)))
+
+    async def drain(self) -> None:
+        """Wait for every batch in flight; raise the first failure."""
+        tasks, self.in_flight = self.in_flight, set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def _write(self, batch: list[Delivery], day_of: dict[str, date], tally: ledger.Tally, pages: int,
+                     covered: datetime | None) -> None:
         default = self.windows[0].start.astimezone(self.tenant.zone).date()
         async with self.engine.begin() as conn:
             result = await ingest(conn, batch, self.tenants, track_changes=True)
@@ -200,12 +235,10 @@ class _Writer:
             await ledger.progress_run(conn, self.report.run_id, pages, len(batch), covered)
             if covered is not None and self.cursor is not None:
                 await ledger.advance_cursor(conn, self.tenant.tenant_id, self.cursor, covered)
-        self.buffer, self.day_of, self.tally, self.pages = [], {}, ledger.Tally(), 0
         self.report.pages += pages
         self.report.records += len(batch)
         self.report.tally.add(tally)
         if covered is not None:
-            self.written_prefix = self.prefix
             self.report.covered_until = covered
 
 

@@ -36,7 +36,7 @@ CREATE INDEX ingest_runs_tenant_started ON callstore.ingest_runs (tenant_id, sta
 
 -- What each run reconciled, per local day (tenant zone) of the calls' start.
 CREATE TABLE callstore.ingest_ledger (
-    run_id          bigint NOT NULL REFERENCES callstore.ingest_runs (run_id) ON DELETE CASCADE,
+    run_id          bigint NOT NULL,  -- callstore.ingest_runs.run_id
     tenant_id       text NOT NULL,
     day             date NOT NULL,
     records         integer NOT NULL DEFAULT 0,
