@@ -15,15 +15,18 @@ from reports.alerts.job import alerts_job
 from reports.alerts.metrics import alert_metrics
 from store.jobs import Job
 from store.settings import Settings
+from sync.ledger import ledger_metrics
+from sync.schedule import sync_jobs
 
 
 def build_jobs(settings: Settings) -> list[Job]:
     jobs: list[Job] = [alerts_job(settings)]
+    jobs.extend(sync_jobs(settings))
     return jobs
 
 
 def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics: Metrics) -> Extensions:
-    ext = Extensions(metrics_sources=[alert_metrics])
+    ext = Extensions(metrics_sources=[alert_metrics, ledger_metrics])
     if role in ("all", "receiver"):
         ext = spool_extensions(ext, settings, engine, metrics)
     return ext

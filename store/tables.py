@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     Identity,
     Index,
     Integer,
@@ -285,4 +286,53 @@ spool_progress = Table(
     Column("segment", Text, primary_key=True),
     Column("records_done", Integer, CheckConstraint("records_done >= 0"), nullable=False),
     Column("updated_at", TZ, nullable=False, server_default=NOW),
+)
+
+# --- sync (migration 0002): backfill runs, reconciliation ledger, cursors ---
+
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    Column("run_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("kind", Text, CheckConstraint("kind IN ('scheduled', 'manual')"), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("window_start", TZ, nullable=False),
+    Column("window_end", TZ, nullable=False),
+    Column("covered_until", TZ, nullable=False),
+    Column("started_at", TZ, nullable=False, server_default=NOW),
+    Column("finished_at", TZ),
+    Column("pages", Integer, nullable=False, server_default=text("0")),
+    Column("records", Integer, nullable=False, server_default=text("0")),
+    Column(
+        "status", Text,
+        CheckConstraint("status IN ('running', 'ok', 'failed', 'interrupted', 'abandoned')"),
+        nullable=False, server_default=text("'running'"),
+    ),
+    Column("error", Text),
+    Index("ingest_runs_tenant_started", "tenant_id", "started_at"),
+)
+
+ingest_ledger = Table(
+    "ingest_ledger",
+    metadata,
+    Column("run_id", BigInteger, nullable=False),  # callstore.ingest_runs.run_id
+    Column("tenant_id", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("records", Integer, nullable=False, server_default=text("0")),
+    Column("first_seen", Integer, nullable=False, server_default=text("0")),
+    Column("changed", Integer, nullable=False, server_default=text("0")),
+    Column("changed_fields", JSONB, nullable=False, server_default=text("'{}'")),
+    Column("webhook_only", Integer, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint("run_id", "day"),
+)
+
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("position", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "name"),
 )

@@ -1,0 +1,295 @@
+"""Backfill: page the call history over a time range and merge it into the store.
+
+A run is a bounded pipeline: `fetch_pages` (sync/pagination.py) keeps up to
+`concurrency` requests in flight, paced by the client's rate limiter, while
+this module's writer turns records into history deliveries and hands them to
+`store.ingest.ingest` in batches of `batch_size` (two statements per batch, one
+transaction). The same transaction adds to the run's ledger rows and, for the
+scheduled job, moves the cursor to the end of the windows fully written so
+far: the cursor is always committed with the data it covers.
+
+Re-running any range is safe: a record already stored is a duplicate raw
+event and is not merged again, so it changes nothing and counts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from store.ingest import Delivery, ingest
+from store.merge import call_id_of, parse_time
+from store.settings import Settings, TenantSettings
+from sync import ledger
+from sync.client import AlohubClient, RetryPolicy, new_http_client
+from sync.pagination import PageResult, StreamEnd, WindowDone, fetch_pages
+from sync.ratelimit import RateLimits
+from sync.sources import HistorySource, Window, history_payload, history_source, missing_settings
+
+log = logging.getLogger("callstore.sync.backfill")
+
+CURSOR = "backfill"
+
+
+@dataclass(frozen=True)
+class Options:
+    #: Records asked per page (the server may cap it; docs advise at most 100 on call-logs).
+    limit: int = 100
+    #: Requests in flight at once (the rate limiter decides how many go out per window).
+    concurrency: int = 8
+    #: Records per ingest transaction.
+    batch_size: int = 5000
+    #: Ingest transactions in flight at once: one normalises in Python while
+    #: the other waits on Postgres (batches are sorted by key, so they never deadlock).
+    writers: int = 2
+    #: Long ranges are paged window by window (and the cursor advances window by window).
+    chunk: timedelta = timedelta(days=1)
+
+
+@dataclass
+class RunReport:
+    run_id: int
+    tenant_id: str
+    source: str
+    window: Window
+    status: str = "running"
+    pages: int = 0
+    records: int = 0
+    #: Sum of the totals announced so far (grows as windows answer page 1).
+    announced: int = 0
+    windows_done: int = 0
+    windows: int = 0
+    skipped_records: int = 0
+    tally: ledger.Tally = field(default_factory=ledger.Tally)
+    covered_until: datetime | None = None
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    def summary(self) -> str:
+        fields = ", ".join(f"{k} {v}" for k, v in self.tally.fields.most_common())
+        rate = self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return (
+            f"backfill {self.tenant_id} {self.window.start.isoformat()} .. {self.window.end.isoformat()} "
+            f"({self.source}, run {self.run_id}): {self.status}; {self.records} records in {self.pages} pages, "
+            f"{self.elapsed_s:.1f} s ({rate:.0f}/s); first seen by backfill {self.tally.first_seen}, "
+            f"changed {self.tally.changed}" + (f" ({fields})" if fields else "")
+            + f", seen only by webhook {self.tally.webhook_only}"
+            + (f"; {self.skipped_records} records without call_id skipped" if self.skipped_records else "")
+            + (f"; error: {self.error}" if self.error else "")
+        )
+
+
+Progress = Callable[[RunReport], None]
+
+
+async def backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistorySource, window: Window, *,
+                   kind: str = "manual", cursor: str | None = None, options: Options = Options(),
+                   progress: Progress | None = None) -> RunReport:
+    """Page `window` from `source` into the store; return what was reconciled.
+
+    Raises the source's error (after recording the run as failed) if paging fails.
+    """
+    started = time.monotonic()
+    async with engine.begin() as conn:
+        run_id = await ledger.start_run(conn, tenant.tenant_id, kind, source.name, window.start, window.end)
+    windows = window.split(options.chunk)
+    report = RunReport(run_id, tenant.tenant_id, source.name, window, windows=len(windows))
+    writer = _Writer(engine, tenant, report, windows, cursor, options.writers)
+    queue: asyncio.Queue[PageResult | WindowDone | StreamEnd] = asyncio.Queue(maxsize=max(4, options.concurrency * 4))
+    producer = asyncio.create_task(
+        fetch_pages(source.page, windows, queue, limit=options.limit, concurrency=options.concurrency))
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, PageResult):
+                writer.add_page(item)
+                if item.page == 1 and item.total is not None:
+                    report.announced += item.total
+                if len(writer.buffer) >= options.batch_size:
+                    await writer.flush()
+            elif isinstance(item, WindowDone):
+                writer.window_done(item.window)
+                report.windows_done += 1
+            else:
+                await writer.flush()
+                await writer.drain()
+                if item.error is not None:
+                    raise item.error
+                break
+            if progress is not None:
+                progress(report)
+        async with engine.begin() as conn:
+            end = report.covered_until or window.start
+            only = await ledger.webhook_only(conn, tenant.tenant_id, tenant.timezone, window.start, end)
+            await ledger.add_to_ledger(conn, run_id, tenant.tenant_id, only)
+            await ledger.finish_run(conn, run_id, "ok")
+        report.tally.add(only)
+        report.status = "ok"
+    except BaseException as exc:
+        report.status = "interrupted" if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)) else "failed"
+        report.error = str(exc) or type(exc).__name__
+        producer.cancel()
+        with contextlib.suppress(BaseException):
+            await producer
+        with contextlib.suppress(BaseException):
+            await writer.drain()
+        with contextlib.suppress(Exception):
+            async with engine.begin() as conn:
+                await ledger.finish_run(conn, run_id, report.status, report.error[:1000])
+        raise
+    finally:
+        report.elapsed_s = time.monotonic() - started
+        if progress is not None:
+            progress(report)
+    return report
+
+
+class _Writer:
+    """Turns pages into deliveries and writes them in batches with their ledger rows and cursor.
+
+    Up to `parallel` batches are written at once, each in its own transaction.
+    A batch that moves the cursor first waits for every earlier batch to
+    commit, so the cursor never covers data that is not committed.
+    """
+
+    def __init__(self, engine: AsyncEngine, tenant: TenantSettings, report: RunReport, windows: Sequence[Window],
+                 cursor: str | None, parallel: int) -> None:
+        self.engine = engine
+        self.tenant = tenant
+        self.tenants = {tenant.tenant_id: tenant}
+        self.report = report
+        self.windows = windows
+        self.cursor = cursor
+        self.parallel = max(1, parallel)
+        self.buffer: list[Delivery] = []
+        self.day_of: dict[str, date] = {}
+        self.tally = ledger.Tally()
+        self.pages = 0
+        self.done: set[int] = set()
+        self.prefix = 0  # windows[:prefix] are complete
+        self.written_prefix = 0
+        self.in_flight: set[asyncio.Task[None]] = set()
+
+    def add_page(self, page: PageResult) -> None:
+        zone = self.tenant.zone
+        default_day = self.windows[page.window].start.astimezone(zone).date()
+        now = datetime.now(timezone.utc)
+        self.pages += 1
+        for record in page.records:
+            call_id = call_id_of(record)
+            if call_id is None:
+                self.report.skipped_records += 1
+                continue
+            started = parse_time(record.get("starttime"), zone)
+            day = started.astimezone(zone).date() if started is not None else default_day
+            self.day_of[call_id] = day
+            self.tally.record(day)
+            payload = history_payload(record, self.tenant.media_url)
+            self.buffer.append(Delivery(self.tenant.tenant_id, call_id, "history", payload, now))
+
+    def window_done(self, index: int) -> None:
+        self.done.add(index)
+        while self.prefix in self.done:
+            self.prefix += 1
+
+    async def flush(self) -> None:
+        """Start writing the buffered records (and the cursor, if windows completed)."""
+        covered = self.windows[self.prefix - 1].end if self.prefix > self.written_prefix else None
+        if not self.buffer and covered is None and not self.pages:
+            return
+        batch, day_of, tally, pages = self.buffer, self.day_of, self.tally, self.pages
+        self.buffer, self.day_of, self.tally, self.pages = [], {}, ledger.Tally(), 0
+        if covered is not None:
+            self.written_prefix = self.prefix
+            await self.drain()
+        while len(self.in_flight) >= self.parallel:
+            done, _ = await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
+            self.in_flight -= done
+            for task in done:
+                task.result()
+        self.in_flight.add(asyncio.create_task(self._write(batch, day_of, tally, pages, covered)))
+
+    async def drain(self) -> None:
+        """Wait for every batch in flight; raise the first failure."""
+        tasks, self.in_flight = self.in_flight, set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def _write(self, batch: list[Delivery], day_of: dict[str, date], tally: ledger.Tally, pages: int,
+                     covered: datetime | None) -> None:
+        default = self.windows[0].start.astimezone(self.tenant.zone).date()
+        async with self.engine.begin() as conn:
+            result = await ingest(conn, batch, self.tenants, track_changes=True)
+            tally.changes(result.changes, day_of, default)
+            await ledger.add_to_ledger(conn, self.report.run_id, self.tenant.tenant_id, tally)
+            await ledger.progress_run(conn, self.report.run_id, pages, len(batch), covered)
+            if covered is not None and self.cursor is not None:
+                await ledger.advance_cursor(conn, self.tenant.tenant_id, self.cursor, covered)
+        self.report.pages += pages
+        self.report.records += len(batch)
+        self.report.tally.add(tally)
+        if covered is not None:
+            self.report.covered_until = covered
+
+
+# -- the scheduled job ---------------------------------------------------------
+
+def tenants_with_history(settings: Settings) -> tuple[list[TenantSettings], list[str]]:
+    """Tenants the backfill can run for, and why the others cannot."""
+    ready, reasons = [], []
+    for t in settings.tenants:
+        why = missing_settings(settings.history_source, bool(t.api_url), bool(t.api_key))
+        if why is None:
+            ready.append(t)
+        else:
+            reasons.append(f"tenant {t.tenant_id}: {why}")
+    return ready, reasons
+
+
+def scheduled_window(cursor: datetime | None, now: datetime, overlap: timedelta) -> Window:
+    """From `overlap` before the cursor (or before now, the first time) to now, in whole seconds."""
+    end = now.replace(microsecond=0)
+    start = (cursor if cursor is not None else end) - overlap
+    return Window(start.replace(microsecond=0), end)
+
+
+async def run_scheduled(engine: AsyncEngine, settings: Settings, *, http: httpx.AsyncClient | None = None,
+                        limits: RateLimits | None = None, options: Options = Options(),
+                        retry: RetryPolicy = RetryPolicy(), now: datetime | None = None) -> list[RunReport]:
+    """One run of the scheduled backfill for every tenant with API settings (under the job lock)."""
+    tenants, _ = tenants_with_history(settings)
+    reports: list[RunReport] = []
+    failures: list[Exception] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if http is None:
+            http = await stack.enter_async_context(new_http_client())
+        for tenant in tenants:
+            async with engine.begin() as conn:
+                await ledger.abandon_stale_runs(conn, tenant.tenant_id)
+                cursor = await ledger.read_cursor(conn, tenant.tenant_id, CURSOR)
+            moment = now or datetime.now(timezone.utc)
+            window = scheduled_window(cursor, moment, timedelta(seconds=settings.backfill_overlap_s))
+            client = AlohubClient(http, tenant, limits=limits, retry=retry)
+            source = history_source(settings.history_source, client)
+            try:
+                report = await backfill(engine, tenant, source, window, kind="scheduled", cursor=CURSOR,
+                                        options=options)
+            except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
+                log.error("backfill of tenant %s failed: %s", tenant.tenant_id, exc)
+                failures.append(exc)
+                continue
+            log.info("%s", report.summary())
+            reports.append(report)
+    if failures:
+        raise failures[0]
+    return reports

@@ -1,0 +1,61 @@
+"""The scheduled jobs of sync/: the backfill and the queue catalogue.
+
+Both run under the scheduler's advisory lock (N replicas, one run). The rate
+limits are process-wide state shared by both jobs' clients; each run opens
+an HTTP client for its own duration (a run every 10 minutes does not need a
+connection kept open in between).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from store.jobs import Job
+from store.settings import Settings
+from sync.backfill import run_scheduled, tenants_with_history
+from sync.client import AlohubClient, new_http_client
+from sync.queues import fetch_queues, store_catalogue
+from sync.ratelimit import RateLimits
+
+log = logging.getLogger("callstore.sync.schedule")
+
+QUEUES_EVERY_S = 24 * 3600
+
+
+def sync_jobs(settings: Settings, limits: RateLimits | None = None,
+              clock: Callable[[], datetime] | None = None) -> list[Job]:
+    """The jobs; `clock` (the end of each backfill window, default now) is for tests."""
+    limits = limits or RateLimits()
+
+    async def backfill_job(engine: AsyncEngine, settings: Settings) -> object:
+        return await run_scheduled(engine, settings, limits=limits, now=clock() if clock else None)
+
+    async def queues_job(engine: AsyncEngine, settings: Settings) -> object:
+        return await sync_all_queues(engine, settings, limits)
+
+    ready, reasons = tenants_with_history(settings)
+    backfill_off = None if ready else "no tenant can reach the call history: " + "; ".join(reasons)
+    queue_tenants = [t for t in settings.tenants if t.api_key]
+    queues_off = None if queue_tenants else "no tenant has ALOHUB_API_KEY set (the queue list is on the gateway)"
+    return [
+        Job("backfill", backfill_job, settings.backfill_interval_s, backfill_off),
+        Job("sync-queues", queues_job, QUEUES_EVERY_S, queues_off),
+    ]
+
+
+async def sync_all_queues(engine: AsyncEngine, settings: Settings, limits: RateLimits) -> dict[str, object]:
+    out: dict[str, object] = {}
+    async with new_http_client() as http:
+        for tenant in settings.tenants:
+            if not tenant.api_key:
+                continue
+            records = await fetch_queues(AlohubClient(http, tenant, limits=limits))
+            async with engine.begin() as conn:
+                change = await store_catalogue(conn, tenant, records, datetime.now(timezone.utc))
+            log.info("queues of tenant %s: %s", tenant.tenant_id, change)
+            out[tenant.tenant_id] = change
+    return out
