@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from callstore.commands import serve, tokens
+from callstore.commands import report, serve, tokens
 from callstore.runtime import UsageError, run_command
 from store.errors import ConfigError
 
 #: Each module adds its subcommands with `register(subparsers)`.
-COMMANDS = [serve, tokens]
+COMMANDS = [serve, tokens, report]
 
 
 class _Parser(argparse.ArgumentParser):
