@@ -67,5 +67,5 @@ async def ensure_bi_role(conn: AsyncConnection, name: str, password: str) -> boo
         # Views added by later migrations (run by the owner) are granted too.
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA analytics GRANT SELECT ON TABLES TO {name}",
     ):
-        await conn.execute(text(sql))
+        await conn.exec_driver_sql(sql)
     return not exists
