@@ -164,13 +164,33 @@ async def refresh_rollups(conn: AsyncConnection) -> RefreshResult:
     return RefreshResult(len(keys), time.perf_counter() - t0)
 
 
-_REBUILD = [
+_CLEAR = [
     text(s)
     for s in (
         "DELETE FROM callstore.rollup_dirty d USING callstore.tenants t WHERE d.tenant_id = t.tenant_id",
         "DELETE FROM callstore.queue_rollup_15m",
         "DELETE FROM callstore.queue_rollup_hourly",
         "DELETE FROM callstore.queue_rollup_daily",
+    )
+]
+
+# Week-long windows starting at local midnight, so that no hour or day bucket
+# straddles two windows; each statement stays well below the command timeout.
+_WINDOWS = text(
+    """
+    SELECT t.tenant_id, d AT TIME ZONE t.timezone AS lo, (d + interval '7 days') AT TIME ZONE t.timezone AS hi
+    FROM callstore.tenants t
+    CROSS JOIN LATERAL (SELECT min(started_at) AS first, max(started_at) AS last FROM callstore.calls c
+                        WHERE c.tenant_id = t.tenant_id AND c.direction = 'inbound') r
+    CROSS JOIN LATERAL generate_series(date_trunc('day', r.first AT TIME ZONE t.timezone),
+                                       r.last AT TIME ZONE t.timezone, interval '7 days') d
+    ORDER BY 1, 2
+    """
+)
+
+_WINDOW_STEPS = [
+    text(s)
+    for s in (
         f"""
         INSERT INTO callstore.queue_rollup_15m (tenant_id, queue_key, bucket_start, bucket_local, {_COLUMNS})
         SELECT c.tenant_id, coalesce(c.queue_id, {UNASSIGNED_KEY}), b.bucket_start,
@@ -178,7 +198,7 @@ _REBUILD = [
         FROM analytics.calls c
         JOIN callstore.tenants t ON t.tenant_id = c.tenant_id
         CROSS JOIN LATERAL (SELECT callstore.bucket_15m(c.started_at, t.timezone) AS bucket_start) b
-        WHERE c.direction = 'inbound' AND c.started_at IS NOT NULL
+        WHERE c.tenant_id = :tenant AND c.direction = 'inbound' AND c.started_at >= :lo AND c.started_at < :hi
         GROUP BY c.tenant_id, coalesce(c.queue_id, {UNASSIGNED_KEY}), b.bucket_start, t.timezone
         """,
         *(
@@ -188,6 +208,7 @@ _REBUILD = [
             FROM callstore.{child} r
             JOIN callstore.tenants t ON t.tenant_id = r.tenant_id
             CROSS JOIN LATERAL (SELECT {start.format("r.bucket_start")} AS bucket_start) p
+            WHERE r.tenant_id = :tenant AND r.bucket_start >= :lo AND r.bucket_start < :hi
             GROUP BY r.tenant_id, r.queue_key, p.bucket_start, t.timezone
             """
             for table, child, start in (
@@ -203,8 +224,11 @@ async def rebuild_rollups(conn: AsyncConnection) -> float:
     """Recompute every rollup row from callstore.calls (caller commits); returns seconds."""
     t0 = time.perf_counter()
     await conn.execute(_LOCK)
-    for step in _REBUILD:
+    for step in _CLEAR:
         await conn.execute(step)
+    for tenant_id, lo, hi in (await conn.execute(_WINDOWS)).all():
+        for step in _WINDOW_STEPS:
+            await conn.execute(step, {"tenant": tenant_id, "lo": lo, "hi": hi})
     return time.perf_counter() - t0
 
 
