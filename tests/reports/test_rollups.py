@@ -288,3 +288,23 @@ async def test_dirty_keys_are_written_with_the_call(engine: AsyncEngine) -> None
         assert await conn.scalar(text("SELECT count(*) FROM callstore.rollup_dirty")) == 0
         await conn.execute(text("UPDATE callstore.calls SET ended_at = started_at + interval '9 s', hangup_by = 'customer'"))
         assert await conn.scalar(text("SELECT count(*) FROM callstore.rollup_dirty")) == 1
+
+
+async def test_threshold_functions_stay_inlinable(engine: AsyncEngine) -> None:
+    """The compiled thresholds must inline (a table lookup per row costs ~10 us: 100 s over 10M calls)."""
+    async with engine.begin() as conn:
+        await set_thresholds(conn, "default", 7, sla_seconds=30, short_abandon_seconds=5)
+        await set_thresholds(conn, "acme", None, sla_seconds=15, short_abandon_seconds=4,
+                             valid_from=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        plan = "\n".join(r[0] for r in await conn.execute(text(
+            "EXPLAIN VERBOSE SELECT answered_within_sla, outcome FROM analytics.calls")))
+    assert "sla_seconds" not in plan and "short_abandon_seconds" not in plan, plan
+    assert "'acme'" in plan  # the compiled CASE is in the plan instead
+
+
+def test_rollup_job_is_scheduled() -> None:
+    from callstore.composition import build_jobs
+    from tests.conftest import test_settings
+
+    [job] = [j for j in build_jobs(test_settings()) if j.name == "rollups"]
+    assert job.every_seconds <= 10 and job.disabled_reason is None
