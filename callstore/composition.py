@@ -5,28 +5,44 @@ This is the only module that imports receiver/, sync/ and reports/ together.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.app import Extensions
 from receiver.drain import Drainer
 from receiver.metrics import Metrics
+from receiver.reports_api import OPENAPI_PATHS as REPORTS_OPENAPI
+from receiver.reports_api import report_routes
 from receiver.spool import Spool
 from reports.alerts.job import alerts_job
 from reports.alerts.metrics import alert_metrics
+from reports.queries import queue_report
+from reports.rollups import refresh_job
 from store.jobs import Job
 from store.settings import Settings
 from sync.ledger import ledger_metrics
 from sync.schedule import sync_jobs
 
+#: SPEC 6: rollups reflect a committed change within 10 seconds.
+ROLLUP_REFRESH_SECONDS = 5
+
 
 def build_jobs(settings: Settings) -> list[Job]:
-    jobs: list[Job] = [alerts_job(settings)]
+    jobs: list[Job] = [alerts_job(settings), Job("rollups", refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS)]
     jobs.extend(sync_jobs(settings))
     return jobs
 
 
 def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics: Metrics) -> Extensions:
-    ext = Extensions(metrics_sources=[alert_metrics, ledger_metrics])
+    async def queues(params: Mapping[str, str]) -> tuple[str, bytes]:
+        return await queue_report(engine, settings, params, formats=("json", "csv"))
+
+    ext = Extensions(
+        routes=report_routes(queues),
+        openapi_paths=REPORTS_OPENAPI,
+        metrics_sources=[alert_metrics, ledger_metrics],
+    )
     if role in ("all", "receiver"):
         ext = spool_extensions(ext, settings, engine, metrics)
     return ext

@@ -360,3 +360,9 @@ def _check_database_url(url: str) -> None:
         parts.port
     except ValueError:
         raise ConfigError("DATABASE_URL", "has a port that is not a number") from None
+
+
+def secret_from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """A secret a command names by variable (e.g. `--password-env VAR`); None if unset or empty."""
+    value = (os.environ if environ is None else environ).get(name)
+    return value or None

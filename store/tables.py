@@ -336,3 +336,58 @@ sync_cursors = Table(
     Column("updated_at", TZ, nullable=False, server_default=NOW),
     PrimaryKeyConstraint("tenant_id", "name"),
 )
+
+
+# --- reports (migration 0003): thresholds, dirty keys, queue rollups --------
+
+queue_thresholds = Table(
+    "queue_thresholds",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("queue_id", BigInteger),
+    Column("valid_from", TZ, nullable=False, server_default=text("'-infinity'")),
+    Column("sla_seconds", Integer, CheckConstraint("sla_seconds >= 0"), nullable=False),
+    Column("short_abandon_seconds", Integer, CheckConstraint("short_abandon_seconds >= 0"), nullable=False),
+    Column("note", Text, nullable=False, server_default=text("''")),
+    Column("created_at", TZ, nullable=False, server_default=NOW),
+    Index("queue_thresholds_queue", "tenant_id", "queue_id", "valid_from"),
+)
+
+rollup_dirty = Table(
+    "rollup_dirty",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("queue_id", BigInteger),
+    Column("started_at", TZ, nullable=False),
+    Column("queued_at", TZ, nullable=False, server_default=NOW),
+)
+
+#: Stored per bucket of the queue rollups (the views compute the ratios).
+ROLLUP_COUNTS = (
+    "offered", "answered", "abandoned", "short_abandoned", "unanswered_other", "in_progress",
+    "answered_within_sla", "abandoned_within_sla", "wait_answered_count", "talk_count",
+)
+ROLLUP_SUMS = ("wait_answered_sum", "talk_sum")
+
+
+def _queue_rollup(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("tenant_id", Text, nullable=False),
+        Column("queue_key", BigInteger, nullable=False),
+        Column("bucket_start", TZ, nullable=False),
+        Column("bucket_local", TIMESTAMP(timezone=False), nullable=False),
+        *(Column(c, Integer, nullable=False) for c in ROLLUP_COUNTS),
+        *(Column(c, BigInteger, nullable=False) for c in ROLLUP_SUMS),
+        Column("max_wait_seconds", Integer),
+        Column("refreshed_at", TZ, nullable=False, server_default=NOW),
+        PrimaryKeyConstraint("tenant_id", "queue_key", "bucket_start"),
+        Index(f"{name}_bucket", "tenant_id", "bucket_start"),
+    )
+
+
+queue_rollup_15m = _queue_rollup("queue_rollup_15m")
+queue_rollup_hourly = _queue_rollup("queue_rollup_hourly")
+queue_rollup_daily = _queue_rollup("queue_rollup_daily")

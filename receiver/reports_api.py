@@ -1,0 +1,64 @@
+"""`GET /api/reports/queues` (reader token): SPEC 6 figures as JSON or CSV.
+
+The report itself is given by the command line (reports/ owns the SQL); this
+module only authenticates, hands over the query parameters and answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from receiver.auth import require
+from receiver.errors import error
+from receiver.openapi import error_responses
+
+#: (query parameters) -> (media type, body); raises ValueError naming a bad parameter.
+QueueReport = Callable[[Mapping[str, str]], Awaitable[tuple[str, bytes]]]
+
+
+def report_routes(queue_report: QueueReport) -> list[BaseRoute]:
+    async def queues(request: Request) -> Response:
+        require(request, "reader")
+        try:
+            media_type, body = await queue_report(dict(request.query_params))
+        except ValueError as exc:
+            return error(400, str(exc))
+        return Response(body, media_type=media_type)
+
+    return [Route("/api/reports/queues", queues, methods=["GET"])]
+
+
+def _param(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/reports/queues": {
+        "get": {
+            "summary": "Queue service level, abandoned and serviced figures (SPEC 6) per bucket",
+            "description": "Reads the rollups behind analytics.queue_stats_15m/_hourly/_daily after refreshing them. "
+                           "Times without offset are in the tenant's zone; `to` is exclusive.",
+            "security": [{"bearer": []}],
+            "parameters": [
+                _param("from", "first bucket start, ISO 8601 date or date-time", {"type": "string"}, True),
+                _param("to", "end (exclusive), ISO 8601; default now", {"type": "string"}),
+                _param("interval", "bucket size", {"type": "string", "enum": ["15m", "hour", "day"], "default": "hour"}),
+                _param("queue", "queue id (Alohub callinId) or `unassigned`; default all", {"type": "string"}),
+                _param("tenant", "tenant id; required when several are configured", {"type": "string"}),
+                _param("format", "response format", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
+            ],
+            "responses": {
+                "200": {
+                    "description": "one row per queue and bucket with at least one offered call",
+                    "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}},
+                },
+                **error_responses(400, 401, 403),
+            },
+        }
+    }
+}
