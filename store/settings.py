@@ -66,6 +66,12 @@ class Settings:
     backfill_interval_s: int = 600
     backfill_overlap_s: int = 7200
     history_source: str = "searchCallV2"
+    # Recording archive (sync/recordings.py): parallel downloads, downloads
+    # started per second (0 = unlimited), attempts before 'failed', job interval.
+    recordings_concurrency: int = 4
+    recordings_rate: float = 10.0
+    recordings_max_attempts: int = 8
+    recordings_interval_s: int = 60
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -156,6 +162,10 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         backfill_interval_s=_int("CALLSTORE_BACKFILL_INTERVAL", get("CALLSTORE_BACKFILL_INTERVAL"), 600, lo=10),
         backfill_overlap_s=_int("CALLSTORE_BACKFILL_OVERLAP", get("CALLSTORE_BACKFILL_OVERLAP"), 7200, lo=0),
         history_source=history_source,
+        recordings_concurrency=_int("CALLSTORE_RECORDINGS_CONCURRENCY", get("CALLSTORE_RECORDINGS_CONCURRENCY"), 4, lo=1, hi=64),
+        recordings_rate=float(_int("CALLSTORE_RECORDINGS_RATE", get("CALLSTORE_RECORDINGS_RATE"), 10, lo=0, hi=10000)),
+        recordings_max_attempts=_int("CALLSTORE_RECORDINGS_MAX_ATTEMPTS", get("CALLSTORE_RECORDINGS_MAX_ATTEMPTS"), 8, lo=1, hi=100),
+        recordings_interval_s=_int("CALLSTORE_RECORDINGS_INTERVAL", get("CALLSTORE_RECORDINGS_INTERVAL"), 60, lo=5),
     )
 
 
