@@ -157,3 +157,24 @@ def test_bare_paths_resolve_against_media_url(tmp_path: Path) -> None:
         "https://media.example:1777/IPCCMedia/MP3Export.do?url=2024/01/13/a%20b%26c.mp3&source=ipcc")
     full = "https://media.example:1777/IPCCMedia/MP3Export.do?url=x.mp3&source=ipcc"
     assert resolve_url(tenant, full) == full
+
+
+async def test_hostile_call_ids_and_paths_cannot_escape(engine: AsyncEngine, tmp_path: Path) -> None:
+    state = fake_state(calls=30)
+    real = with_recordings(state)[0]
+    evil_ids = ["../../etc/passwd", "..\\x", "a/b", "%2e%2e", "n\ufffdul", "L" * 3000, "..", "."]
+    records = [{**real, "call_id": cid} for cid in evil_ids]
+    records.append({**real, "call_id": "evil-url", "recording_url": "../../../../etc/passwd"})
+    root = tmp_path / "data"
+    with running_fake(state) as base:
+        settings = archive_settings(base, root)
+        await load(engine, settings, records)
+        report = await Fetcher(engine, settings, LocalRecordingStore(settings.recordings_dir), FAST).run()
+    assert report.counts == {"stored": len(evil_ids), "expired": 1}  # the fake has no such file
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == len(evil_ids)
+    recordings = settings.recordings_dir.resolve()
+    assert all(p.resolve().is_relative_to(recordings) for p in files)
+    assert all(p.read_bytes() == recording_bytes(path_of(real), state.media_size) for p in files)
+    got = await rows(engine)
+    assert set(got) == {r["call_id"] for r in records}
