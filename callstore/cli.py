@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from callstore.commands import fake, serve, tokens
+from callstore.commands import fake, recordings, serve, tokens
 from callstore.runtime import UsageError, run_command
 from store.errors import ConfigError
 
 #: Each module adds its subcommands with `register(subparsers)`.
-COMMANDS = [serve, tokens, fake]
+COMMANDS = [serve, tokens, fake, recordings]
 
 
 class _Parser(argparse.ArgumentParser):

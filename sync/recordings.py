@@ -190,6 +190,18 @@ async def enqueue(conn: AsyncConnection, *, call_ids: Sequence[str] | None = Non
     return int(await conn.scalar(_ENQUEUE_CHANGED) or 0)
 
 
+async def count_due(conn: AsyncConnection, *, tenant: str | None = None,
+                    call_ids: Sequence[str] | None = None) -> int:
+    """How many pending recordings are due now (for a progress bar)."""
+    return int(await conn.scalar(text(
+        """
+        SELECT count(*) FROM callstore.recordings r
+        WHERE r.status = 'pending' AND r.next_attempt_at <= now()
+          AND (CAST(:tenant AS text) IS NULL OR r.tenant_id = CAST(:tenant AS text))
+          AND (CAST(:ids AS text[]) IS NULL OR r.call_id = ANY(CAST(:ids AS text[])))
+        """), {"tenant": tenant, "ids": list(call_ids) if call_ids else None}) or 0)
+
+
 async def claim(conn: AsyncConnection, n: int, lease_s: int, *, tenant: str | None = None,
                 call_ids: Sequence[str] | None = None) -> list[_Claim]:
     rows = await conn.execute(
@@ -225,18 +237,22 @@ class Fetcher:
 
     def __init__(self, engine: AsyncEngine, settings: Settings, store: RecordingStore,
                  options: FetchOptions | None = None,
-                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 on_start: Callable[[int], None] | None = None) -> None:
         self.engine = engine
         self.tenants = {t.tenant_id: t for t in settings.tenants}
         self.store = store
         self.options = options or FetchOptions.from_settings(settings)
         self.on_outcome = on_outcome
+        self.on_start = on_start
 
     async def run(self, *, tenant: str | None = None, call_ids: Sequence[str] | None = None) -> FetchReport:
         report = FetchReport()
         started = time.monotonic()
         async with self.engine.begin() as conn:
             report.enqueued = await enqueue(conn, call_ids=call_ids, tenant=tenant)
+            if self.on_start is not None:
+                self.on_start(await count_due(conn, tenant=tenant, call_ids=call_ids))
         await asyncio.to_thread(self.store.ensure_staging)
         opts = self.options
         queue: asyncio.Queue[_Claim | None] = asyncio.Queue()
