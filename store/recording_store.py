@@ -66,7 +66,7 @@ class RecordingStore(Protocol):
         """Create the staging directory (blocking; call it in a thread)."""
 
     async def put_from_file(self, key: str, source: Path) -> None:
-        """Store the (fsynced) file `source` under `key`, atomically; consumes `source`."""
+        """Store the file `source` under `key`, atomically and durably; consumes `source`."""
 
     def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes `start`..`end` (inclusive) of the object, in chunks."""
@@ -109,6 +109,11 @@ class LocalRecordingStore:
         await asyncio.to_thread(self._rename_durably, source, target)
 
     def _rename_durably(self, source: Path, target: Path) -> None:
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the bytes first, then the name that points at them
+        finally:
+            os.close(fd)
         created = _mkdirs(target.parent, self.root)
         os.replace(source, target)
         # The rename is durable once the directory entry is on disk; new

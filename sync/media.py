@@ -3,7 +3,7 @@
 - Only hosts in the tenant's `media_hosts` are contacted; redirects are
   followed by hand, re-checking the host of every hop, at most `max_redirects`.
 - The body streams to a temporary file in the staging directory (memory
-  stays bounded by one chunk), hashed and counted on the way, then fsynced.
+  stays bounded by one chunk), hashed and counted on the way.
 - It must be audio: content type `audio/*` or `application/octet-stream`, and
   it must open with an ID3 tag or an MPEG frame sync. An error page served
   with 200 is a failure; so is a body shorter than its Content-Length.
@@ -17,7 +17,6 @@ Errors:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import uuid
@@ -99,7 +98,8 @@ async def download(
     max_redirects: int = 5,
     max_bytes: int = 2 * 1024**3,
 ) -> Downloaded:
-    """Fetch `url` into a new fsynced file in `staging_dir` (the caller moves or removes it)."""
+    """Fetch `url` into a new file in `staging_dir` (the caller stores or removes it;
+    the store makes it durable)."""
     headers = {"Accept-Encoding": "identity"}
     if tenant.api_key:
         headers["Authorization"] = tenant.api_key  # the raw key, as the vendor's example sends it
@@ -157,7 +157,6 @@ async def _save(response: httpx.Response, staging_dir: Path, max_bytes: int) -> 
             raise DownloadError("body does not start with an ID3 tag or an MPEG frame")
         if expected is not None and size != expected:
             raise DownloadError(f"truncated: {size} of {expected} bytes")
-        await asyncio.to_thread(os.fsync, fd)
         ok = True
         return path, digest.hexdigest(), size, ctype
     finally:

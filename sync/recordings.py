@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from store.recording_store import LocalRecordingStore, RecordingStore, storage_key
 from store.settings import Settings
-from sync.media import DownloadError, Expired, Refused, download, resolve_url
+from sync.media import Downloaded, DownloadError, Expired, Refused, download, resolve_url
 
 log = logging.getLogger("callstore.recordings")
 
@@ -262,24 +262,48 @@ class Fetcher:
         limits = httpx.Limits(max_connections=opts.concurrency, max_keepalive_connections=opts.concurrency)
         async with httpx.AsyncClient(timeout=opts.timeout, limits=limits, follow_redirects=False) as client:
 
-            async def worker() -> None:
+            # Downloads hold the `concurrency` connections to Alohub; storing a
+            # downloaded file (fsync, rename, directory fsync, commit) is disk
+            # latency, done by up to 2 x concurrency tasks beside them.
+            storing = asyncio.Semaphore(opts.concurrency * 2)
+            store_tasks: set[asyncio.Task[None]] = set()
+
+            def done(outcome: Outcome) -> None:
                 nonlocal in_flight
+                report.add(outcome)
+                if self.on_outcome is not None:
+                    self.on_outcome(outcome)
+                in_flight -= 1
+                progress.set()
+
+            async def store_one(item: _Claim, got: Downloaded) -> None:
+                try:
+                    done(await self._store_one(item, got))
+                finally:
+                    storing.release()
+
+            async def worker() -> None:
                 while (item := await queue.get()) is not None:
-                    try:
-                        await pace.wait()
-                        outcome = await self._fetch_one(client, item)
-                        report.add(outcome)
-                        if self.on_outcome is not None:
-                            self.on_outcome(outcome)
-                    finally:
-                        in_flight -= 1
-                        progress.set()
+                    await pace.wait()
+                    result = await self._download_one(client, item)
+                    if isinstance(result, Outcome):
+                        done(result)
+                        continue
+                    await storing.acquire()
+                    task = asyncio.create_task(store_one(item, result))
+                    store_tasks.add(task)
+                    task.add_done_callback(stored)
+
+            def stored(task: asyncio.Task[None]) -> None:
+                if task.cancelled() or task.exception() is None:
+                    store_tasks.discard(task)  # a failed one stays, to be raised below
+                progress.set()
 
             workers = [asyncio.create_task(worker()) for _ in range(opts.concurrency)]
             try:
                 while True:
-                    if any(w.done() for w in workers):
-                        break  # a crashed worker: its exception is raised below
+                    if any(w.done() for w in workers) or any(t.done() and t.exception() for t in store_tasks):
+                        break  # a crash: its exception is raised below
                     if queue.qsize() < opts.concurrency:
                         async with self.engine.begin() as conn:
                             batch = await claim(conn, opts.concurrency * 4, opts.lease_s,
@@ -298,14 +322,15 @@ class Fetcher:
             finally:
                 for _ in workers:
                     queue.put_nowait(None)
-                results = await asyncio.gather(*workers, return_exceptions=True)
+                results = await asyncio.gather(*workers, *store_tasks, return_exceptions=True)
             for r in results:
                 if isinstance(r, BaseException):
                     raise r
         report.seconds = time.monotonic() - started
         return report
 
-    async def _fetch_one(self, client: httpx.AsyncClient, item: _Claim) -> Outcome:
+    async def _download_one(self, client: httpx.AsyncClient, item: _Claim) -> Downloaded | Outcome:
+        """The downloaded file, or the outcome of a failed attempt (already recorded)."""
         tenant = self.tenants.get(item.tenant_id)
         url: str | None = None
         try:
@@ -314,15 +339,19 @@ class Fetcher:
             if not item.recording_url:
                 raise Refused("the call has no recording_url")
             url = resolve_url(tenant, item.recording_url)
-            got = await download(client, tenant, url, self.store.staging_dir,
-                                 max_redirects=self.options.max_redirects, max_bytes=self.options.max_bytes)
+            return await download(client, tenant, url, self.store.staging_dir,
+                                  max_redirects=self.options.max_redirects, max_bytes=self.options.max_bytes)
         except Expired as exc:
             return await self._failed(item, "expired", str(exc), url, final=True)
         except Refused as exc:
             return await self._failed(item, "failed", str(exc), url, final=True)
         except DownloadError as exc:
             return await self._failed(item, "failed", str(exc), url, final=False)
-        assert tenant is not None
+
+    async def _store_one(self, item: _Claim, got: Downloaded) -> Outcome:
+        """Move the verified file into the store, then record it (file first:
+        a crash in between only costs a download, never a row without a file)."""
+        tenant = self.tenants[item.tenant_id]
         key = storage_key(item.tenant_id, item.call_id, item.started_at, tenant.zone)
         try:
             await self.store.put_from_file(key, got.path)

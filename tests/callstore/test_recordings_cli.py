@@ -50,15 +50,17 @@ async def test_fetch_verify_purge(db_url: str, engine: AsyncEngine, tmp_path: Pa
     assert run("recordings", "purge", "--older-than-days", "x", env=env, cwd=tmp_path).returncode == 2
     unknown = run("recordings", "purge", "--older-than-days", "1", "--tenant", "nope", env=env, cwd=tmp_path)
     assert unknown.returncode == 2 and unknown.stderr.strip() == "callstore: error: --tenant: unknown tenant 'nope'"
-    kept = run("recordings", "purge", "--older-than-days", "100000", env=env, cwd=tmp_path)
-    assert kept.returncode == 0 and "purged 0 recordings" in kept.stdout
-    purged = run("recordings", "purge", "--older-than-days", "30", env=env, cwd=tmp_path)  # the calls are from 2024
-    assert purged.returncode == 0 and "purged 5 recordings" in purged.stdout, purged.stderr
-    assert not [p for p in root.rglob("*.mp3")]
+    recent = records[4]["call_id"]
+    async with engine.begin() as conn:  # one call from yesterday: within retention
+        await conn.execute(text("UPDATE callstore.recordings SET call_started_at = now() - interval '1 day' "
+                                "WHERE call_id = :c"), {"c": recent})
+    purged = run("recordings", "purge", "--older-than-days", "30", env=env, cwd=tmp_path)  # the rest is from 2024
+    assert purged.returncode == 0 and "purged 4 recordings" in purged.stdout, purged.stderr
+    assert [p.name for p in root.rglob("*.mp3")] == [f"{recent}.mp3"]
     async with engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT status, sha256 IS NOT NULL, purged_at IS NOT NULL FROM analytics.recordings"))).all()
+        rows = (await conn.execute(text("SELECT status, sha256 IS NOT NULL, purged_at IS NOT NULL "
+                                        "FROM analytics.recordings WHERE call_id <> :c"), {"c": recent})).all()
         statuses = (await conn.execute(text("SELECT DISTINCT recording_status FROM analytics.calls WHERE call_id = ANY(:ids)"),
-                                       {"ids": [r["call_id"] for r in records]})).scalars().all()
+                                       {"ids": [r["call_id"] for r in records[:4]]})).scalars().all()
         audit = await conn.scalar(text("SELECT count(*) FROM analytics.recording_access"))
-    assert rows == [("purged", True, True)] * 5 and statuses == ["purged"] and audit == 1
-    assert run("recordings", "verify", env=env, cwd=tmp_path).returncode == 0  # nothing stored left to check
+    assert rows == [("purged", True, True)] * 4 and statuses == ["purged"] and audit == 1
