@@ -178,3 +178,23 @@ async def test_hostile_call_ids_and_paths_cannot_escape(engine: AsyncEngine, tmp
     assert all(p.read_bytes() == recording_bytes(path_of(real), state.media_size) for p in files)
     got = await rows(engine)
     assert set(got) == {r["call_id"] for r in records}
+
+
+async def test_the_scheduled_job_archives_under_its_lock(engine: AsyncEngine, tmp_path: Path) -> None:
+    from callstore.composition import build_jobs
+    from store.jobs import job_lock
+
+    state = fake_state(calls=20)
+    records = with_recordings(state)[:3]
+    with running_fake(state) as base:
+        settings = archive_settings(base, tmp_path)
+        await load(engine, settings, records)
+        job = next(j for j in build_jobs(settings) if j.name == "recordings")
+        assert job.disabled_reason is None
+        async with job_lock(engine, job.name) as held:
+            assert held is not None
+            async with job_lock(engine, job.name) as second:
+                assert second is None  # another replica skips the run
+            await job.run(engine, settings)
+    assert {r["status"] for r in (await rows(engine)).values()} == {"stored"}
+    assert len(list(settings.recordings_dir.rglob("*.mp3"))) == 3
