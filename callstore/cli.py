@@ -11,12 +11,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from callstore.commands import alerts, backfill, fake, queues, report, serve, tokens
+from callstore.commands import alerts, backfill, fake, queues, recordings, report, serve, tokens
 from callstore.runtime import UsageError, run_command
 from store.errors import ConfigError
 
 #: Each module adds its subcommands with `register(subparsers)`.
-COMMANDS = [serve, tokens, fake, backfill, queues, report, alerts]
+COMMANDS = [serve, tokens, fake, backfill, queues, recordings, report, alerts]
 
 
 class _Parser(argparse.ArgumentParser):

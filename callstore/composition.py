@@ -10,8 +10,12 @@ from collections.abc import Mapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.app import Extensions
+from receiver.calls_api import OPENAPI_PATHS as CALLS_PATHS
+from receiver.calls_api import CallsAPI
 from receiver.drain import Drainer
 from receiver.metrics import Metrics
+from receiver.recordings_api import OPENAPI_PATHS as RECORDINGS_PATHS
+from receiver.recordings_api import RecordingsAPI
 from receiver.reports_api import OPENAPI_PATHS as REPORTS_OPENAPI
 from receiver.reports_api import report_routes
 from receiver.spool import Spool
@@ -20,7 +24,9 @@ from reports.alerts.metrics import alert_metrics
 from reports.queries import queue_report
 from reports.rollups import refresh_job
 from store.jobs import Job
+from store.recording_store import LocalRecordingStore
 from store.settings import Settings
+from sync import recordings
 from sync.ledger import ledger_metrics
 from sync.schedule import sync_jobs
 
@@ -29,7 +35,12 @@ ROLLUP_REFRESH_SECONDS = 5
 
 
 def build_jobs(settings: Settings) -> list[Job]:
-    jobs: list[Job] = [alerts_job(settings), Job("rollups", refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS)]
+    jobs: list[Job] = [
+        alerts_job(settings),
+        Job("rollups", refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
+        Job("recordings", recordings.run_job, settings.recordings_interval_s,
+            disabled_reason=recordings.media_disabled_reason(settings)),
+    ]
     jobs.extend(sync_jobs(settings))
     return jobs
 
@@ -38,9 +49,10 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
     async def queues(params: Mapping[str, str]) -> tuple[str, bytes]:
         return await queue_report(engine, settings, params, formats=("json", "csv"))
 
+    store = LocalRecordingStore(settings.recordings_dir)
     ext = Extensions(
-        routes=report_routes(queues),
-        openapi_paths=REPORTS_OPENAPI,
+        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(), *RecordingsAPI(engine, store).routes()],
+        openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics],
     )
     if role in ("all", "receiver"):

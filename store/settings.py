@@ -73,6 +73,12 @@ class Settings:
     alert_webhook_secret: str | None = field(default=None, repr=False)
     alert_slack_url: str | None = field(default=None, repr=False)
     alert_interval_s: int = 60
+    # Recording archive (sync/recordings.py): parallel downloads, downloads
+    # started per second (0 = unlimited), attempts before 'failed', job interval.
+    recordings_concurrency: int = 4
+    recordings_rate: float = 10.0
+    recordings_max_attempts: int = 8
+    recordings_interval_s: int = 60
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -178,6 +184,10 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         alert_webhook_secret=webhook_secret,
         alert_slack_url=_url("CALLSTORE_ALERT_SLACK_URL", get("CALLSTORE_ALERT_SLACK_URL")),
         alert_interval_s=_int("CALLSTORE_ALERT_INTERVAL", get("CALLSTORE_ALERT_INTERVAL"), 60, lo=10, hi=3600),
+        recordings_concurrency=_int("CALLSTORE_RECORDINGS_CONCURRENCY", get("CALLSTORE_RECORDINGS_CONCURRENCY"), 4, lo=1, hi=64),
+        recordings_rate=float(_int("CALLSTORE_RECORDINGS_RATE", get("CALLSTORE_RECORDINGS_RATE"), 10, lo=0, hi=10000)),
+        recordings_max_attempts=_int("CALLSTORE_RECORDINGS_MAX_ATTEMPTS", get("CALLSTORE_RECORDINGS_MAX_ATTEMPTS"), 8, lo=1, hi=100),
+        recordings_interval_s=_int("CALLSTORE_RECORDINGS_INTERVAL", get("CALLSTORE_RECORDINGS_INTERVAL"), 60, lo=5),
     )
 
 

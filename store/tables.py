@@ -391,3 +391,68 @@ def _queue_rollup(name: str) -> Table:
 queue_rollup_15m = _queue_rollup("queue_rollup_15m")
 queue_rollup_hourly = _queue_rollup("queue_rollup_hourly")
 queue_rollup_daily = _queue_rollup("queue_rollup_daily")
+
+
+# --- recordings (migration 0004) ---------------------------------------------
+
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("call_id", Text, nullable=False),
+    Column(
+        "status",
+        Text,
+        CheckConstraint("status IN ('pending', 'stored', 'failed', 'expired', 'purged')"),
+        nullable=False,
+        server_default=text("'pending'"),
+    ),
+    Column("call_started_at", TZ),
+    Column("url", Text),
+    Column("sha256", Text, CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'")),
+    Column("size", BigInteger),
+    Column("content_type", Text),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("last_attempt_at", TZ),
+    Column("next_attempt_at", TZ, nullable=False, server_default=NOW),
+    Column("storage_key", Text),
+    Column("stored_at", TZ),
+    Column("purged_at", TZ),
+    Column("created_at", TZ, nullable=False, server_default=NOW),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "call_id"),
+    Index("recordings_due", "status", "next_attempt_at"),
+    Index("recordings_started", "status", "call_started_at"),
+)
+
+recording_scan = Table(
+    "recording_scan",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("scanned_until", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
+)
+
+recording_access = Table(
+    "recording_access",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("accessed_at", TZ, nullable=False, server_default=NOW),
+    Column("token_id", BigInteger),
+    Column("token_name", Text),
+    Column("tenant_id", Text, nullable=False),
+    Column("call_id", Text, nullable=False),
+    Column("client_addr", Text),
+    Column("method", Text, nullable=False),
+    Column("range_header", Text),
+    Column("status_code", Integer, nullable=False),
+    Column("first_byte", BigInteger),
+    Column("last_byte", BigInteger),
+    Column("bytes_planned", BigInteger, nullable=False),
+    Column("bytes_sent", BigInteger, nullable=False),
+    Column("complete", Boolean, nullable=False),
+    Column("sha256", Text),
+    Index("recording_access_call", "tenant_id", "call_id", "accessed_at"),
+    Index("recording_access_time", "accessed_at"),
+)

@@ -1,0 +1,194 @@
+"""`callstore recordings fetch|verify|purge`: the compliance archive by hand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import Any
+
+from callstore.runtime import UsageError, database
+from store.recording_store import LocalRecordingStore
+from store.recordings import check_file, mark_purged, purge_candidates, stored_recordings
+from store.settings import Settings
+from sync.recordings import FetchOptions, Fetcher, Outcome
+
+log = logging.getLogger("callstore.recordings")
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def _rate(value: str) -> float:
+    try:
+        r = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= r <= 10000:
+        raise argparse.ArgumentTypeError("must be between 0 (unlimited) and 10000")
+    return r
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("recordings", help="the recording archive: fetch, verify, purge")
+    rsub = p.add_subparsers(dest="recordings_command", required=True)
+    f = rsub.add_parser("fetch", help="download due recordings now (or the given calls')")
+    f.add_argument("--call-id", action="append", default=[], help="only this call (repeatable); retries a failed one")
+    f.add_argument("--tenant", help="only this tenant")
+    f.add_argument("--concurrency", type=_positive, help="parallel downloads (default CALLSTORE_RECORDINGS_CONCURRENCY)")
+    f.add_argument("--rate", type=_rate, help="downloads started per second, 0 = unlimited (default CALLSTORE_RECORDINGS_RATE)")
+    f.set_defaults(func=_fetch)
+    v = rsub.add_parser("verify", help="re-hash every stored file against the database; exit 1 on any problem")
+    v.add_argument("--tenant", help="only this tenant")
+    v.set_defaults(func=_verify)
+    g = rsub.add_parser("purge", help="delete stored files of calls older than the retention period")
+    g.add_argument("--older-than-days", type=_positive, required=True, help="retention period in days")
+    g.add_argument("--tenant", help="only this tenant")
+    g.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
+    g.set_defaults(func=_purge)
+
+
+def _tenant(settings: Settings, tenant: str | None) -> str | None:
+    if tenant is not None and tenant not in {t.tenant_id for t in settings.tenants}:
+        raise UsageError(f"--tenant: unknown tenant {tenant!r}")
+    return tenant
+
+
+class _Progress:
+    """A tqdm bar on a terminal; a log line every few seconds otherwise."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.bar: Any = None
+        self.done = 0
+        self.total = 0
+        self.last = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr)
+        else:
+            log.info("%d %s to go", total, self.unit)
+
+    def step(self, note: str | None = None) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if note:
+                self.bar.write(note, file=sys.stderr)
+            return
+        if note:
+            log.info("%s", note)
+        if time.monotonic() - self.last >= 5:
+            self.last = time.monotonic()
+            log.info("%d of %d %s done", self.done, self.total, self.unit)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fetch(args: argparse.Namespace, settings: Settings) -> int:
+    tenant = _tenant(settings, args.tenant)
+    options = FetchOptions.from_settings(settings)
+    if args.concurrency is not None:
+        options = replace(options, concurrency=args.concurrency)
+    if args.rate is not None:
+        options = replace(options, rate=args.rate)
+    progress = _Progress("recordings")
+
+    def outcome(o: Outcome) -> None:
+        progress.step(None if o.status == "stored" else f"call {o.call_id}: {o.status}: {o.error}")
+
+    async def go() -> int:
+        async with database(settings, pool_size=options.concurrency + 2) as engine:
+            fetcher = Fetcher(engine, settings, LocalRecordingStore(settings.recordings_dir), options,
+                              on_outcome=outcome, on_start=progress.start)
+            try:
+                report = await fetcher.run(tenant=tenant, call_ids=args.call_id or None)
+            finally:
+                progress.close()
+        mb = report.bytes / 1e6
+        rate = mb / report.seconds if report.seconds else 0.0
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "nothing due"
+        print(f"recordings: {counts}; {mb:.1f} MB in {report.seconds:.1f} s ({rate:.1f} MB/s)")
+        if args.call_id and report.attempted == 0:
+            print("no pending or failed recording for the given --call-id (an ended call with a recording_url)",
+                  file=sys.stderr)
+            return 1
+        return 1 if report.counts.get("failed") or report.counts.get("retry") else 0
+
+    return _run_fast(go())
+
+
+def _run_fast(coro: Coroutine[Any, Any, int]) -> int:
+    """uvloop when installed: its sockets made downloads ~15 % faster in bench/recordings."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    tenant = _tenant(settings, args.tenant)
+    store = LocalRecordingStore(settings.recordings_dir)
+
+    async def go() -> tuple[int, int]:
+        checked = bad = 0
+        async with database(settings) as engine, engine.connect() as conn:
+            async for rec in stored_recordings(conn, tenant):
+                checked += 1
+                problem = await check_file(store, rec)
+                if problem is not None:
+                    bad += 1
+                    print(f"{'MISSING' if problem == 'missing' else 'BAD'} {rec.tenant_id} {rec.call_id} "
+                          f"{rec.storage_key}: {problem}")
+        return checked, bad
+
+    checked, bad = asyncio.run(go())
+    print(f"verified {checked} stored recordings: {checked - bad} intact, {bad} missing or altered")
+    return 1 if bad else 0
+
+
+def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    tenant = _tenant(settings, args.tenant)
+    store = LocalRecordingStore(settings.recordings_dir)
+
+    async def go() -> int:
+        purged = 0
+        async with database(settings) as engine:
+            while True:
+                async with engine.begin() as conn:
+                    batch = await purge_candidates(conn, args.older_than_days, tenant,
+                                                    limit=10**9 if args.dry_run else 500)
+                    if args.dry_run:
+                        for rec in batch:
+                            print(f"would purge {rec.tenant_id} {rec.call_id} {rec.storage_key}")
+                        return len(batch)
+                    if not batch:
+                        return purged
+                    # Files first: a crash in between leaves rows that a rerun purges.
+                    for rec in batch:
+                        if rec.storage_key is not None:
+                            await store.delete(rec.storage_key)
+                    purged += await mark_purged(conn, [(r.tenant_id, r.call_id) for r in batch])
+
+    n = asyncio.run(go())
+    print(f"{'would purge' if args.dry_run else 'purged'} {n} recordings older than {args.older_than_days} days")
+    return 0

@@ -1,0 +1,174 @@
+"""`GET /api/calls` (search) and `GET /api/calls/{call_id}` (one call and its raw events)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from receiver.auth import require
+from receiver.errors import error
+from receiver.openapi import error_responses
+from receiver.params import BadParameter, check_text, int_param, text_param, when_param
+from store.calls_query import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    BadCursor,
+    CallSearch,
+    Cursor,
+    call_events,
+    call_recording,
+    find_calls,
+    search_calls,
+)
+from store.phone import canonical_phone
+from store.settings import Settings
+
+
+def parse_search(params: Mapping[str, str], settings: Settings) -> CallSearch:
+    """The search's filters from the query string; BadParameter names a bad one."""
+    qp = params
+    tenant = text_param(qp, "tenant")
+    known = {t.tenant_id: t for t in settings.tenants}
+    if tenant is not None and tenant not in known:
+        raise BadParameter("tenant", f"unknown tenant {tenant!r}")
+    start, end = when_param(qp, "from"), when_param(qp, "to")
+    if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and start >= end:
+        raise BadParameter("to", "must be after from")
+    phones: tuple[str, ...] = ()
+    phone = text_param(qp, "phone", 64)
+    if phone is not None:
+        cc = known[tenant].country_code if tenant else settings.tenants[0].country_code
+        canonical = canonical_phone(phone, cc)
+        if canonical is None:
+            raise BadParameter("phone", f"{phone!r} is not a phone number")
+        phones = tuple(dict.fromkeys([canonical, phone.strip()]))
+    queue_text = text_param(qp, "queue", 32)
+    queue: int | str | None = None
+    if queue_text == "unassigned":
+        queue = queue_text
+    elif queue_text is not None:
+        queue = int_param(qp, "queue", 0, -(2**63), 2**63 - 1)
+    cursor_text = text_param(qp, "cursor", 1024)
+    try:
+        after = Cursor.decode(cursor_text) if cursor_text is not None else None
+    except BadCursor as exc:
+        raise BadParameter("cursor", str(exc)) from None
+    return CallSearch(
+        start=start, end=end, phones=phones, queue=queue, tenant=tenant, after=after,
+        agent=text_param(qp, "agent"),
+        status=text_param(qp, "status", 64),
+        transaction_id=text_param(qp, "transaction_id"),
+        limit=int_param(qp, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+    )
+
+
+def _json(body: object) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), media_type="application/json")
+
+
+class CallsAPI:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/calls", self.search, methods=["GET"]),
+            Route("/api/calls/{call_id:path}", self.detail, methods=["GET"]),
+        ]
+
+    async def search(self, request: Request) -> Response:
+        require(request, "reader")
+        try:
+            q = parse_search(request.query_params, self.settings)
+        except BadParameter as exc:
+            return error(400, str(exc))
+        async with self.engine.connect() as conn:
+            calls, cursor = await search_calls(conn, q)
+        return _json({"calls": calls, "next_cursor": cursor.encode() if cursor else None})
+
+    async def detail(self, request: Request) -> Response:
+        require(request, "reader")
+        try:
+            call_id = check_text("call_id", request.path_params["call_id"])
+            tenant = text_param(request.query_params, "tenant")
+        except BadParameter as exc:
+            return error(400, str(exc))
+        async with self.engine.connect() as conn:
+            found = await find_calls(conn, call_id, tenant)
+            if len(found) != 1:
+                return _not_one(call_id, found)
+            call = found[0]
+            events = await call_events(conn, call["tenant_id"], call_id)
+            recording = await call_recording(conn, call["tenant_id"], call_id)
+        return _json({"call": call, "events": events, "recording": recording})
+
+
+def _not_one(call_id: str, found: list[dict[str, Any]]) -> Response:
+    if not found:
+        return error(404, f"no call {call_id!r}")
+    tenants = ", ".join(c["tenant_id"] for c in found)
+    return error(409, f"call {call_id!r} exists in tenants {tenants}; pass ?tenant=", code="ambiguous")
+
+
+_STRING = {"type": "string"}
+_TENANT = {"name": "tenant", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64},
+           "description": "tenant id; needed when the call id exists in several tenants"}
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/api/calls": {
+        "get": {
+            "summary": "Search calls (newest first, cursor pagination)",
+            "description": "Reader role. `from`/`to` are ISO 8601 dates or date-times; without an offset they "
+                           "are in the tenant's zone; `to` is exclusive. `phone` matches caller, destination "
+                           "or hotline in any common form. `status` is an outcome or a call_status.",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "phone", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                {"name": "agent", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+                {"name": "queue", "in": "query", "schema": {"oneOf": [{"type": "integer"}, {"const": "unassigned"}]}},
+                {"name": "status", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                {"name": "transaction_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
+                _TENANT,
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                                           "default": DEFAULT_LIMIT}},
+                {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 1024},
+                 "description": "next_cursor of the previous page"},
+            ],
+            "responses": {
+                "200": {"description": "a page of calls", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["calls", "next_cursor"],
+                    "properties": {"calls": {"type": "array", "items": {"type": "object"}},
+                                   "next_cursor": {"type": ["string", "null"]}},
+                }}}},
+                **error_responses(400, 401, 403, 503),
+            },
+        }
+    },
+    "/api/calls/{call_id}": {
+        "get": {
+            "summary": "One merged call, its raw events and its recording's archive state",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "call_id", "in": "path", "required": True, "schema": _STRING},
+                _TENANT,
+            ],
+            "responses": {
+                "200": {"description": "the call", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["call", "events", "recording"],
+                    "properties": {"call": {"type": "object"}, "events": {"type": "array"},
+                                   "recording": {"type": ["object", "null"]}},
+                }}}},
+                **error_responses(400, 401, 403, 404, 409, 503),
+            },
+        }
+    },
+}

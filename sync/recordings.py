@@ -1,0 +1,396 @@
+"""The recording archive's downloader: which recordings to fetch, and fetching them.
+
+Each run (the scheduled job or `callstore recordings fetch`):
+
+1. enqueues ended calls with a `recording_url` that have no
+   `callstore.recordings` row yet, reading only calls changed since the last
+   scan (a watermark on `calls.updated_at`): the webhook path pays nothing;
+2. claims due `pending` rows, oldest call first, with `FOR UPDATE SKIP
+   LOCKED` and a lease (so a CLI run next to the scheduler never fetches the
+   same file twice, and a crashed run's rows come back after the lease);
+3. downloads with bounded concurrency and rate (sync/media.py), moves each
+   verified file into the store, and records the outcome: stored; pending
+   again after a backoff; failed after `max_attempts` or when refused by the
+   safety policy; expired on 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from store.recording_store import LocalRecordingStore, RecordingStore, storage_key
+from store.settings import Settings
+from sync.media import Downloaded, DownloadError, Expired, Refused, download, resolve_url
+
+log = logging.getLogger("callstore.recordings")
+
+#: Seconds to wait after the n-th failed attempt (the last value repeats):
+#: 1 min, 5 min, 30 min, 2 h, 6 h, then every 12 h until max_attempts.
+DEFAULT_BACKOFF = (60, 300, 1800, 7200, 21600, 43200)
+#: Overlap of successive scans of calls.updated_at: a transaction that
+#: committed late (its updated_at is its start time) is still seen.
+SCAN_OVERLAP = "10 minutes"
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    concurrency: int = 4
+    #: Downloads started per second; 0 = unlimited.
+    rate: float = 10.0
+    max_attempts: int = 8
+    backoff: Sequence[int] = DEFAULT_BACKOFF
+    #: How long a claimed row belongs to this run before another may take it.
+    lease_s: int = 900
+    max_redirects: int = 5
+    max_bytes: int = 2 * 1024**3
+    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=10.0, pool=None))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FetchOptions:
+        return cls(
+            concurrency=settings.recordings_concurrency,
+            rate=settings.recordings_rate,
+            max_attempts=settings.recordings_max_attempts,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    tenant_id: str
+    call_id: str
+    #: stored | retry | failed | expired
+    status: str
+    attempts: int
+    error: str | None = None
+    size: int = 0
+
+
+@dataclass
+class FetchReport:
+    enqueued: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def add(self, outcome: Outcome) -> None:
+        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+        self.bytes += outcome.size
+
+    @property
+    def attempted(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class _Claim:
+    tenant_id: str
+    call_id: str
+    attempts: int
+    recording_url: str | None
+    started_at: datetime | None
+
+
+# --- SQL -------------------------------------------------------------------------
+
+_ENQUEUE_CHANGED = text(
+    f"""
+    WITH mark AS (
+        SELECT coalesce((SELECT scanned_until FROM callstore.recording_scan WHERE name = 'calls'),
+                        '-infinity'::timestamptz) AS since
+    ), ins AS (
+        INSERT INTO callstore.recordings (tenant_id, call_id, call_started_at)
+        SELECT c.tenant_id, c.call_id, c.started_at
+        FROM callstore.calls c, mark
+        WHERE c.updated_at >= mark.since - interval '{SCAN_OVERLAP}'
+          AND c.ended_at IS NOT NULL AND coalesce(c.recording_url, '') <> ''
+        ON CONFLICT (tenant_id, call_id) DO NOTHING
+        RETURNING 1
+    ), moved AS (
+        INSERT INTO callstore.recording_scan (name, scanned_until) VALUES ('calls', now())
+        ON CONFLICT (name) DO UPDATE SET scanned_until = excluded.scanned_until, updated_at = now()
+    )
+    SELECT count(*) FROM ins
+    """
+)
+
+_ENQUEUE_IDS = text(
+    """
+    WITH ins AS (
+        INSERT INTO callstore.recordings (tenant_id, call_id, call_started_at)
+        SELECT c.tenant_id, c.call_id, c.started_at FROM callstore.calls c
+        WHERE c.call_id = ANY(CAST(:ids AS text[]))
+          AND (CAST(:tenant AS text) IS NULL OR c.tenant_id = CAST(:tenant AS text))
+          AND c.ended_at IS NOT NULL AND coalesce(c.recording_url, '') <> ''
+        ON CONFLICT (tenant_id, call_id) DO NOTHING
+        RETURNING 1
+    ), again AS (
+        -- Asked for by name: a failed recording gets one more attempt, now.
+        UPDATE callstore.recordings SET status = 'pending', next_attempt_at = now(), updated_at = now()
+        WHERE call_id = ANY(CAST(:ids AS text[]))
+          AND (CAST(:tenant AS text) IS NULL OR tenant_id = CAST(:tenant AS text))
+          AND status IN ('pending', 'failed')
+    )
+    SELECT count(*) FROM ins
+    """
+)
+
+_CLAIM = text(
+    """
+    WITH due AS (
+        SELECT r.tenant_id, r.call_id FROM callstore.recordings r
+        WHERE r.status = 'pending' AND r.next_attempt_at <= now()
+          AND (CAST(:tenant AS text) IS NULL OR r.tenant_id = CAST(:tenant AS text))
+          AND (CAST(:ids AS text[]) IS NULL OR r.call_id = ANY(CAST(:ids AS text[])))
+        ORDER BY r.call_started_at NULLS LAST, r.tenant_id, r.call_id
+        LIMIT :n
+        FOR UPDATE OF r SKIP LOCKED
+    )
+    UPDATE callstore.recordings r
+    SET next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()
+    FROM due LEFT JOIN callstore.calls c ON c.tenant_id = due.tenant_id AND c.call_id = due.call_id
+    WHERE r.tenant_id = due.tenant_id AND r.call_id = due.call_id
+    RETURNING r.tenant_id, r.call_id, r.attempts, c.recording_url, c.started_at
+    """
+)
+
+_STORED = text(
+    """
+    UPDATE callstore.recordings
+    SET status = 'stored', sha256 = :sha256, size = :size, content_type = :ctype, url = :url,
+        storage_key = :key, stored_at = now(), attempts = attempts + 1, last_error = NULL,
+        last_attempt_at = now(), call_started_at = :started_at, updated_at = now()
+    WHERE tenant_id = :tenant AND call_id = :call_id AND status = 'pending'
+    """
+)
+
+_FAILED = text(
+    """
+    UPDATE callstore.recordings
+    SET status = :status, attempts = attempts + 1, last_error = :error, url = coalesce(:url, url),
+        last_attempt_at = now(), next_attempt_at = now() + make_interval(secs => :delay), updated_at = now()
+    WHERE tenant_id = :tenant AND call_id = :call_id AND status = 'pending'
+    """
+)
+
+
+async def enqueue(conn: AsyncConnection, *, call_ids: Sequence[str] | None = None, tenant: str | None = None) -> int:
+    """Create pending rows for eligible calls; returns how many were new."""
+    if call_ids:
+        return int(await conn.scalar(_ENQUEUE_IDS, {"ids": list(call_ids), "tenant": tenant}) or 0)
+    return int(await conn.scalar(_ENQUEUE_CHANGED) or 0)
+
+
+async def count_due(conn: AsyncConnection, *, tenant: str | None = None,
+                    call_ids: Sequence[str] | None = None) -> int:
+    """How many pending recordings are due now (for a progress bar)."""
+    return int(await conn.scalar(text(
+        """
+        SELECT count(*) FROM callstore.recordings r
+        WHERE r.status = 'pending' AND r.next_attempt_at <= now()
+          AND (CAST(:tenant AS text) IS NULL OR r.tenant_id = CAST(:tenant AS text))
+          AND (CAST(:ids AS text[]) IS NULL OR r.call_id = ANY(CAST(:ids AS text[])))
+        """), {"tenant": tenant, "ids": list(call_ids) if call_ids else None}) or 0)
+
+
+async def claim(conn: AsyncConnection, n: int, lease_s: int, *, tenant: str | None = None,
+                call_ids: Sequence[str] | None = None) -> list[_Claim]:
+    rows = await conn.execute(
+        _CLAIM, {"n": n, "lease": lease_s, "tenant": tenant, "ids": list(call_ids) if call_ids else None}
+    )
+    return [_Claim(*r) for r in rows]
+
+
+# --- running ---------------------------------------------------------------------
+
+
+class _Pace:
+    """At most `rate` starts per second across all workers (0 = unlimited)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self.lock:
+            now = time.monotonic()
+            delay = self.next - now
+            self.next = max(now, self.next) + self.interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class Fetcher:
+    """Downloads due recordings into `store` and records every outcome."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings, store: RecordingStore,
+                 options: FetchOptions | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 on_start: Callable[[int], None] | None = None) -> None:
+        self.engine = engine
+        self.tenants = {t.tenant_id: t for t in settings.tenants}
+        self.store = store
+        self.options = options or FetchOptions.from_settings(settings)
+        self.on_outcome = on_outcome
+        self.on_start = on_start
+
+    async def run(self, *, tenant: str | None = None, call_ids: Sequence[str] | None = None) -> FetchReport:
+        report = FetchReport()
+        started = time.monotonic()
+        async with self.engine.begin() as conn:
+            report.enqueued = await enqueue(conn, call_ids=call_ids, tenant=tenant)
+            if self.on_start is not None:
+                self.on_start(await count_due(conn, tenant=tenant, call_ids=call_ids))
+        await asyncio.to_thread(self.store.ensure_staging)
+        opts = self.options
+        queue: asyncio.Queue[_Claim | None] = asyncio.Queue()
+        progress = asyncio.Event()
+        in_flight = 0
+        pace = _Pace(opts.rate)
+        limits = httpx.Limits(max_connections=opts.concurrency, max_keepalive_connections=opts.concurrency)
+        async with httpx.AsyncClient(timeout=opts.timeout, limits=limits, follow_redirects=False) as client:
+
+            # Downloads hold the `concurrency` connections to Alohub; storing a
+            # downloaded file (fsync, rename, directory fsync, commit) is disk
+            # latency, done by up to 2 x concurrency tasks beside them.
+            storing = asyncio.Semaphore(opts.concurrency * 2)
+            store_tasks: set[asyncio.Task[None]] = set()
+
+            def done(outcome: Outcome) -> None:
+                nonlocal in_flight
+                report.add(outcome)
+                if self.on_outcome is not None:
+                    self.on_outcome(outcome)
+                in_flight -= 1
+                progress.set()
+
+            async def store_one(item: _Claim, got: Downloaded) -> None:
+                try:
+                    done(await self._store_one(item, got))
+                finally:
+                    storing.release()
+
+            async def worker() -> None:
+                while (item := await queue.get()) is not None:
+                    await pace.wait()
+                    result = await self._download_one(client, item)
+                    if isinstance(result, Outcome):
+                        done(result)
+                        continue
+                    await storing.acquire()
+                    task = asyncio.create_task(store_one(item, result))
+                    store_tasks.add(task)
+                    task.add_done_callback(stored)
+
+            def stored(task: asyncio.Task[None]) -> None:
+                if task.cancelled() or task.exception() is None:
+                    store_tasks.discard(task)  # a failed one stays, to be raised below
+                progress.set()
+
+            workers = [asyncio.create_task(worker()) for _ in range(opts.concurrency)]
+            try:
+                while True:
+                    if any(w.done() for w in workers) or any(t.done() and t.exception() for t in store_tasks):
+                        break  # a crash: its exception is raised below
+                    if queue.qsize() < opts.concurrency:
+                        async with self.engine.begin() as conn:
+                            batch = await claim(conn, opts.concurrency * 4, opts.lease_s,
+                                                tenant=tenant, call_ids=call_ids)
+                        for item in batch:
+                            queue.put_nowait(item)
+                        in_flight += len(batch)
+                        if batch:
+                            continue
+                        if in_flight == 0:
+                            break
+                    # Nothing to claim now: what is in flight may come due
+                    # again (a retry without backoff), so wait for it.
+                    await progress.wait()
+                    progress.clear()
+            finally:
+                for _ in workers:
+                    queue.put_nowait(None)
+                results = await asyncio.gather(*workers, *store_tasks, return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+        report.seconds = time.monotonic() - started
+        return report
+
+    async def _download_one(self, client: httpx.AsyncClient, item: _Claim) -> Downloaded | Outcome:
+        """The downloaded file, or the outcome of a failed attempt (already recorded)."""
+        tenant = self.tenants.get(item.tenant_id)
+        url: str | None = None
+        try:
+            if tenant is None:
+                raise Refused(f"tenant {item.tenant_id!r} is not configured")
+            if not item.recording_url:
+                raise Refused("the call has no recording_url")
+            url = resolve_url(tenant, item.recording_url)
+            return await download(client, tenant, url, self.store.staging_dir,
+                                  max_redirects=self.options.max_redirects, max_bytes=self.options.max_bytes)
+        except Expired as exc:
+            return await self._failed(item, "expired", str(exc), url, final=True)
+        except Refused as exc:
+            return await self._failed(item, "failed", str(exc), url, final=True)
+        except DownloadError as exc:
+            return await self._failed(item, "failed", str(exc), url, final=False)
+
+    async def _store_one(self, item: _Claim, got: Downloaded) -> Outcome:
+        """Move the verified file into the store, then record it (file first:
+        a crash in between only costs a download, never a row without a file)."""
+        tenant = self.tenants[item.tenant_id]
+        key = storage_key(item.tenant_id, item.call_id, item.started_at, tenant.zone)
+        try:
+            await self.store.put_from_file(key, got.path)
+        except Exception:
+            got.path.unlink(missing_ok=True)
+            raise
+        async with self.engine.begin() as conn:
+            await conn.execute(_STORED, {
+                "sha256": got.sha256, "size": got.size, "ctype": got.content_type, "url": got.url, "key": key,
+                "started_at": item.started_at, "tenant": item.tenant_id, "call_id": item.call_id,
+            })
+        log.debug("stored recording of call %s (%d bytes)", item.call_id, got.size)
+        return Outcome(item.tenant_id, item.call_id, "stored", item.attempts + 1, size=got.size)
+
+    async def _failed(self, item: _Claim, status: str, error: str, url: str | None, *, final: bool) -> Outcome:
+        attempts = item.attempts + 1
+        if status == "failed" and not final and attempts < self.options.max_attempts:
+            status = "retry"
+        backoff = self.options.backoff
+        delay = backoff[min(attempts - 1, len(backoff) - 1)] * random.uniform(0.9, 1.1) if backoff else 0.0
+        async with self.engine.begin() as conn:
+            await conn.execute(_FAILED, {
+                "status": "pending" if status == "retry" else status, "error": error[:500], "url": url,
+                "delay": delay, "tenant": item.tenant_id, "call_id": item.call_id,
+            })
+        log.info("recording of call %s: %s (attempt %d): %s", item.call_id, status, attempts, error)
+        return Outcome(item.tenant_id, item.call_id, status, attempts, error=error)
+
+
+def media_disabled_reason(settings: Settings) -> str | None:
+    if not any(t.media_hosts for t in settings.tenants):
+        return "no tenant has media hosts (set ALOHUB_MEDIA_HOSTS or ALOHUB_API_URL)"
+    return None
+
+
+async def run_job(engine: AsyncEngine, settings: Settings) -> FetchReport:
+    """The scheduled job: fetch whatever is due."""
+    fetcher = Fetcher(engine, settings, LocalRecordingStore(settings.recordings_dir))
+    report = await fetcher.run()
+    if report.attempted or report.enqueued:
+        log.info("recordings: %d new, %s", report.enqueued, report.counts)
+    return report
