@@ -9,7 +9,7 @@ from migrations.script import run
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = ("sync",)
+branch_labels = None
 depends_on = None
 
 

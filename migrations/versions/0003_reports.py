@@ -11,15 +11,15 @@
 - analytics.queue_stats_15m / _hourly / _daily and analytics.agent_daily.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-23
 """
 
 from migrations.script import run
 
 revision = "0003"
-down_revision = "0001"
-branch_labels = ("reports",)
+down_revision = "0002"
+branch_labels = None
 depends_on = None
 
 #: Stored per bucket; every ratio of SPEC 6 is computed from these in the views.

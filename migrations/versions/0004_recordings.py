@@ -1,15 +1,15 @@
 """Recording archive: download state per call, access audit, analytics views.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-23
 """
 
 from migrations.script import run
 
 revision = "0004"
-down_revision = "0001"
-branch_labels = ("recordings",)
+down_revision = "0003"
+branch_labels = None
 depends_on = None
 
 

@@ -1,15 +1,15 @@
 """Alerts: abandoned-call spike rules, per-queue state, history, notification outbox.
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0004
 Create Date: 2026-11-23
 """
 
 from migrations.script import run
 
 revision = "0005"
-down_revision = "0001"
-branch_labels = ("alerts",)
+down_revision = "0004"
+branch_labels = None
 depends_on = None
 
 

@@ -5,15 +5,15 @@ events it moved into Postgres, so a crash between that commit and the
 deletion of the segment file re-reads the file but ingests nothing twice.
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0005
 Create Date: 2026-11-23
 """
 
 from migrations.script import run
 
 revision = "0006"
-down_revision = "0001"
-branch_labels = ("nothing_lost",)
+down_revision = "0005"
+branch_labels = None
 depends_on = None
 
 
