@@ -31,23 +31,10 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = b""
-        size = 0
-        for name, value in scope["headers"]:
-            size += len(name) + len(value)
-            if name == HEADER and _GOOD.fullmatch(value):
-                rid = value
-        if not rid:
-            rid = secrets.token_hex(8).encode()
-        if size > MAX_HEADER_BYTES:
-            body = b'{"error":"headers_too_large","detail":"request headers exceed 16 KiB"}'
-            await send({"type": "http.response.start", "status": 431, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (HEADER, rid)]})
-            await send({"type": "http.response.body", "body": body})
+        rid, too_large = identify(scope)
+        if too_large:
+            await headers_too_large(send, rid)
             return
-        # Set in this request's task; it stays set while errors propagate to the
-        # outer handlers, so their log lines and the 500 body carry it too.
-        request_id.set(rid.decode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -55,3 +42,27 @@ class RequestId:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def identify(scope: Scope) -> tuple[bytes, bool]:
+    """The request's id (the client's when well formed, else a fresh one), set for
+    this request's log lines; and whether its headers exceed MAX_HEADER_BYTES."""
+    rid = b""
+    size = 0
+    for name, value in scope["headers"]:
+        size += len(name) + len(value)
+        if name == HEADER and _GOOD.fullmatch(value):
+            rid = value
+    if not rid:
+        rid = secrets.token_hex(8).encode()
+    # Set in this request's task; it stays set while errors propagate to the
+    # outer handlers, so their log lines and the 500 body carry it too.
+    request_id.set(rid.decode())
+    return rid, size > MAX_HEADER_BYTES
+
+
+async def headers_too_large(send: Send, rid: bytes) -> None:
+    body = b'{"error":"headers_too_large","detail":"request headers exceed 16 KiB"}'
+    await send({"type": "http.response.start", "status": 431, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (HEADER, rid)]})
+    await send({"type": "http.response.body", "body": body})
