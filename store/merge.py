@@ -106,11 +106,12 @@ def normalize(payload: Mapping[str, Any], source: Source, zone: ZoneInfo, countr
         raw = payload.get(key)
         if raw is None:
             return None
-        if isinstance(raw, bool) or isinstance(raw, (dict, list)):
+        if type(raw) is str:  # the common case, first
+            return raw.strip() or None
+        if isinstance(raw, (bool, dict, list)):
             flags.append(key)
             return None
-        s = str(raw).strip()
-        return s or None
+        return str(raw).strip() or None
 
     direction = text("direction")
     if direction is not None:

@@ -10,10 +10,12 @@ the bare digits for short numbers such as extensions (`888`) and hotlines
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _SEPARATORS = re.compile(r"[\s\-.()/]")
 
 
+@lru_cache(maxsize=8192)  # hotlines, extensions and regular callers repeat
 def canonical_phone(value: str, country_code: str = "84") -> str | None:
     """Return the canonical form of `value`, or None when it is not a number."""
     s = _SEPARATORS.sub("", value.strip())
