@@ -139,19 +139,23 @@ async def send_events(
     deadline_s: float = 300,
     max_attempts: int = 8,
     timeout_s: float = 10.0,
+    report: SendReport | None = None,
 ) -> SendReport:
-    """POST `events` to `url` with ``Authorization: key`` as Alohub's webhook would."""
+    """POST `events` to `url` with ``Authorization: key`` as Alohub's webhook would.
+
+    Pass a fresh `report` to watch it fill while the events are sent (a chaos
+    test acts on the number acknowledged so far); it is also returned.
+    """
     for name, rate in (("drop", drop), ("duplicate", duplicate)):
         if not 0 <= rate <= 1:
             raise ValueError(f"{name} must be between 0 and 1, got {rate}")
     if concurrency < 1 or max_attempts < 1:
         raise ValueError("concurrency and max_attempts must be at least 1")
     plan = plan_deliveries(events, drop=drop, duplicate=duplicate, reorder=reorder, seed=seed)
-    report = SendReport(
-        dropped_call_ids=plan.dropped_call_ids,
-        duplicated=plan.duplicated,
-        calls_out_of_order=plan.calls_out_of_order,
-    )
+    report = report if report is not None else SendReport()
+    report.dropped_call_ids = plan.dropped_call_ids
+    report.duplicated = plan.duplicated
+    report.calls_out_of_order = plan.calls_out_of_order
     started = time.monotonic()
     deadline = started + deadline_s
     headers = {"Authorization": key, "Content-Type": "application/json"}
