@@ -154,11 +154,16 @@ def _upsert_sql() -> str:
 
 _UPSERT = text(_upsert_sql())
 
+# `= ANY` on both key columns is an index scan on the primary key whatever
+# the batch size; a join against unnest() was planned as a hash join that
+# read the whole table on every batch. With several tenants in one batch it
+# may also lock (tenant, call) pairs of other batches' keys: rows outside
+# the batch are dropped below and the extra locks are harmless.
 _LOCK_OLD = text(
     f"""
     SELECT k.tenant_id, k.call_id, {", ".join("k." + f for f in FIELDS)}
     FROM callstore.calls k
-    JOIN unnest(CAST(:t AS text[]), CAST(:c AS text[])) AS u(t, c) ON k.tenant_id = u.t AND k.call_id = u.c
+    WHERE k.tenant_id = ANY(CAST(:t AS text[])) AND k.call_id = ANY(CAST(:c AS text[]))
     ORDER BY k.tenant_id, k.call_id
     FOR UPDATE OF k
     """
@@ -224,8 +229,8 @@ async def ingest(
     order = sorted(fresh)
     old: dict[tuple[str, str], tuple[Any, ...]] = {}
     if track_changes:
-        keys = {"t": [t for t, _ in order], "c": [c for _, c in order]}
-        old = {(r[0], r[1]): tuple(r[2:]) for r in await conn.execute(_LOCK_OLD, keys)}
+        keys = {"t": sorted({t for t, _ in order}), "c": [c for _, c in order]}
+        old = {(r[0], r[1]): tuple(r[2:]) for r in await conn.execute(_LOCK_OLD, keys) if (r[0], r[1]) in fresh}
 
     call_rows: list[dict[str, Any]] = []
     for key in order:
