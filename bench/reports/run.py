@@ -22,7 +22,6 @@ from urllib.parse import urlsplit, urlunsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import asyncpg  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 
 from reports.rollups import rebuild_rollups, refresh_rollups  # noqa: E402
 from store import migrate  # noqa: E402

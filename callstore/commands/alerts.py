@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import orjson
 from sqlalchemy import text
 
-from callstore.runtime import UsageError, database, parse_when
+from callstore.runtime import UsageError, database, parse_when, run_async
 from reports.alerts.backtest import backtest
 from reports.alerts.evaluate import Step
 from reports.alerts.message import probe_payload, queue_label
@@ -139,7 +138,7 @@ def _test(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"{name}: failed: {exc.reason}")
         return 1 if failed else 0
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -161,7 +160,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
                 ORDER BY fired_at DESC, alert_id DESC LIMIT :n"""), {"t": tenants, "n": args.limit})
             return [dict(r._mapping) for r in states], [dict(r._mapping) for r in alerts]
 
-    states, alerts = asyncio.run(go())
+    states, alerts = run_async(go())
     if args.format == "json":
         print(orjson.dumps({"states": states, "alerts": alerts}, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -190,7 +189,7 @@ def _rules_show(args: argparse.Namespace, settings: Settings) -> int:
                 for q, values in sorted(book.queues.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
                     print(f"  queue {_q(q)}: " + " ".join(f"{k}={v}" for k, v in values.items()))
 
-    asyncio.run(go())
+    run_async(go())
     return 0
 
 
@@ -211,7 +210,7 @@ def _rules_set(args: argparse.Namespace, settings: Settings) -> int:
             return " ".join(f"{k}={v}" for k, v in rule.as_dict().items())
 
     where = "tenant rule" if queue == "tenant" else f"queue {_q(queue)}"  # type: ignore[arg-type]
-    print(f"{tenant.tenant_id} {where}: {asyncio.run(go())}")
+    print(f"{tenant.tenant_id} {where}: {run_async(go())}")
     return 0
 
 
@@ -223,7 +222,7 @@ def _rules_clear(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as engine, engine.begin() as conn:
             return await clear_rule(conn, tenant.tenant_id, queue)
 
-    if not asyncio.run(go()):
+    if not run_async(go()):
         raise UsageError(f"--queue: queue {_q(queue)} has no override")
     print(f"{tenant.tenant_id} queue {_q(queue)}: follows the tenant rule again")
     return 0
@@ -253,7 +252,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
                     raise UsageError(f"--{name.replace('_', '-')}: {problem}") from None
         return out
 
-    results = asyncio.run(go())
+    results = run_async(go())
     if args.format == "json":
         print(orjson.dumps([_transition(t, s) for t, steps in results for s in steps], option=orjson.OPT_INDENT_2).decode())
         return 0

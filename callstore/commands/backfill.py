@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from callstore.runtime import UsageError, database, parse_when
+from callstore.runtime import UsageError, database, parse_when, run_async
 from store.errors import ConfigError
 from store.settings import Settings, TenantSettings
 from sync.backfill import Options, RunReport, backfill
@@ -84,7 +83,7 @@ def plan(args: argparse.Namespace, settings: Settings) -> tuple[list[tuple[Tenan
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     plans, source, options = plan(args, settings)
-    reports = asyncio.run(_backfill_all(settings, plans, source, options))
+    reports = run_async(_backfill_all(settings, plans, source, options))
     for r in reports:
         print(r.summary())
     return 0 if all(r.status == "ok" for r in reports) else 1

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import datetime, timezone
 
-from callstore.runtime import UsageError, database
+from callstore.runtime import UsageError, database, run_async
 from store.errors import ConfigError
 from store.settings import Settings, TenantSettings
 from sync.client import AlohubClient, new_http_client
@@ -75,7 +74,7 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"tenant {t.tenant_id}: {c.listed} queues listed ({c.added} new, {c.removed} removed, "
                       f"{c.renumbered} renumbered); {c.reattributed} calls re-attributed")
 
-    asyncio.run(go())
+    run_async(go())
     return 0
 
 
@@ -94,7 +93,7 @@ def _map(args: argparse.Namespace, settings: Settings) -> int:
                                  "run `callstore sync-queues` or see `callstore queues list`")
             return await set_mapping(conn, tenant.tenant_id, hotline, queue_id, args.note)
 
-    moved = asyncio.run(go())
+    moved = run_async(go())
     print(f"mapped {hotline} to queue {queue_id}; {moved} calls re-attributed")
     return 0
 
@@ -107,7 +106,7 @@ def _unmap(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as engine, engine.begin() as conn:
             return await remove_mapping(conn, tenant.tenant_id, hotline)
 
-    found, moved = asyncio.run(go())
+    found, moved = run_async(go())
     if not found:
         raise UsageError(f"--hotline: {hotline} has no mapping")
     print(f"unmapped {hotline}; {moved} calls re-attributed")
@@ -129,5 +128,5 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             shadow = f" (catalogue wins: queue {m.shadowed_by})" if m.shadowed_by is not None else ""
             print(f"{m.hotline:<16}  {m.queue_id:>10}  {m.note}{shadow}")
 
-    asyncio.run(go())
+    run_async(go())
     return 0

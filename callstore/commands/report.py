@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
-from callstore.runtime import UsageError, database, parse_when
+from callstore.runtime import UsageError, database, parse_when, run_async
 from reports.bi_role import ensure_bi_role, valid_role_name
 from reports.queries import FORMATS, InvalidParameter, queue_report
 from reports.rollups import rebuild_rollups, refresh_rollups
@@ -81,7 +80,7 @@ def _queues(args: argparse.Namespace, settings: Settings) -> int:
             return (await queue_report(engine, settings, params))[1]
 
     try:
-        body = asyncio.run(go())
+        body = run_async(go())
     except InvalidParameter as exc:
         raise UsageError(f"--{exc}") from None
     sys.stdout.write(body.decode())
@@ -109,7 +108,7 @@ def _thresholds_set(args: argparse.Namespace, settings: Settings) -> int:
                 await refresh_rollups(conn)
             return version
 
-    version = asyncio.run(go())
+    version = run_async(go())
     scope = f"from {since.isoformat()}" if since else "for all history"
     print(f"version {version}: queue {args.queue} of {tenant}: sla {args.sla_seconds}s, "
           f"short abandon {args.short_abandon_seconds}s {scope}; rollups recomputed")
@@ -130,7 +129,7 @@ def _thresholds_list(args: argparse.Namespace, settings: Settings) -> int:
                   f"{v.short_abandon_seconds:>5}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.note}")
         print("queues without a version use sla 20s, short abandon 5s")
 
-    asyncio.run(go())
+    run_async(go())
     return 0
 
 
@@ -139,7 +138,7 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as engine, engine.begin() as conn:
             return await rebuild_rollups(conn)
 
-    print(f"rollups rebuilt in {asyncio.run(go()):.1f} s")
+    print(f"rollups rebuilt in {run_async(go()):.1f} s")
     return 0
 
 
@@ -149,7 +148,7 @@ def _refresh(args: argparse.Namespace, settings: Settings) -> int:
             r = await refresh_rollups(conn)
             return r.buckets_15m, r.seconds
 
-    n, seconds = asyncio.run(go())
+    n, seconds = run_async(go())
     print(f"{n} 15-minute buckets recomputed in {seconds:.2f} s")
     return 0
 
@@ -165,6 +164,6 @@ def _bi_role(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as engine, engine.begin() as conn:
             return await ensure_bi_role(conn, args.name, password)
 
-    created = asyncio.run(go())
+    created = run_async(go())
     print(f"role {args.name} {'created' if created else 'updated'}: read-only, schema analytics")
     return 0

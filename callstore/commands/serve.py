@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import signal
@@ -14,7 +13,7 @@ from types import FrameType
 import uvicorn
 
 from callstore.composition import build_extensions, build_jobs
-from callstore.runtime import database
+from callstore.runtime import database, run_async
 from callstore.scheduler import Scheduler
 from receiver.app import create_app
 from receiver.metrics import Metrics
@@ -38,12 +37,12 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as engine:
             print(f"database at revision {', '.join(sorted(await migrate.current_revisions(engine)))}")
 
-    asyncio.run(go())
+    run_async(go())
     return 0
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(serve(settings, args.role))
+    run_async(serve(settings, args.role))
     return 0
 
 

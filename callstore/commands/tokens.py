@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
-from callstore.runtime import UsageError, database
+from callstore.runtime import UsageError, database, run_async
 from store.settings import Settings
 from store.tokens import ROLES, create_token, list_tokens, revoke_token
 
@@ -32,7 +31,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
             info, plain = await create_token(conn, name, args.role)
             return f"{plain}\n# id {info.id}, role {info.role}: store it now, it is not shown again"
 
-    print(asyncio.run(go()))
+    print(run_async(go()))
     return 0
 
 
@@ -46,7 +45,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             last = t.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if t.last_used_at else "-"
             print(f"{t.id:>4}  {t.role:<10}  {t.token_prefix:<10}  {t.created_at:%Y-%m-%d %H:%M:%S}  {last:<20}  {status:<8}  {t.name}")
 
-    asyncio.run(go())
+    run_async(go())
     return 0
 
 
@@ -55,7 +54,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as engine, engine.begin() as conn:
             return await revoke_token(conn, args.id)
 
-    if not asyncio.run(go()):
+    if not run_async(go()):
         raise UsageError(f"id: no active token with id {args.id}")
     print(f"revoked token {args.id}")
     return 0
