@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store import migrate
 from store.embedded import EmbeddedPostgres, ensure_database
-from store.engine import create_engine, is_unavailable, redact
+from store.engine import create_engine, is_unavailable
 from store.errors import CallstoreError, ConfigError
 from store.logs import Redact, settings_secrets, setup_logging
 from store.settings import Settings, load_settings
@@ -62,7 +62,8 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line, never a traceback with secrets
         if is_unavailable(exc):
-            where = redact(settings.database_url) if settings.database_url else "the embedded database"
+            # The URL's password is hidden by `redactor.clean` below, like every message's.
+            where = settings.database_url or "the embedded database"
             message = f"cannot reach the database ({where}): {type(exc).__name__}"
         elif isinstance(exc, CallstoreError):
             message = str(exc)

@@ -36,15 +36,6 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "cal
     )
 
 
-def redact(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def is_unavailable(exc: BaseException) -> bool:
     """True when `exc` means the database cannot be reached (down, restarting,
     failing over, refusing connections), as opposed to a bad statement or value."""

@@ -1,7 +1,8 @@
 """Logging: one JSON object per line when not on a terminal, plain text on one.
 
 Secrets never reach a log line: the filter replaces every configured key,
-token and password (and anything after `Authorization:`) before formatting.
+token and password, and anything shaped like a credential (see `redact_text`),
+before formatting. Messages that only *name* a setting stay readable.
 Phone numbers are masked too, unless CALLSTORE_MASK_PHONE_NUMBERS is false.
 Each line carries the id of the HTTP request being served (`request_id`, set
 by the receiver's middleware in a context variable).
@@ -27,7 +28,69 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 # of a longer word or a decimal.
 _PHONE = re.compile(r"(?<![\w+.])(?:\+\d{8,15}|0\d{8,10})(?!\w)")
 
-_AUTH = re.compile(r"(?i)(authorization|x-api-key|password|api_key|token)(\"?\s*[:=]\s*\"?)((?:bearer|basic|token)\s+)?([^\s\",}]+)")
+# A value that runs to the next space, quote or separator.
+_BARE = r"[^\s\"',;&}\]]+"
+# The same, or a comma-separated list of such values (`KEYS=a,b`); a comma
+# followed by a space or the end is punctuation, not part of the value.
+_LIST = r"[^\s\"';&}\]]+?(?=,?(?:[\s\"';&}\]]|$))"
+_SCHEME = re.compile(r"(?i)((?:bearer|basic|token|digest)[ \t]+)?")
+
+# The value of an HTTP credential header, however it is written:
+# `Authorization: Bearer abc`, `'X-Api-Key': 'abc'`, `authorization=abc`.
+_HEADER = re.compile(
+    r"(?i)\b((?:proxy-)?authorization|x-api-key)([\"']?[ \t]*[:=][ \t]*)"
+    rf"(?:\"([^\"\n]*)\"|'([^'\n]*)'|((?:(?:bearer|basic|token|digest)[ \t]+)?{_BARE}))"
+)
+
+# A value assigned to a credential-named key: `password="x"`, `"token": "x"`,
+# `api_key='x'`, `ALOHUB_API_KEY=x`, `?access_token=x&`, `{"token": x}`.
+# Not `ALOHUB_API_KEY: must be a string` nor `password = ...` with spaces:
+# an unquoted value after `:` or after a spaced `=` is prose that names the
+# setting, and stays readable (a configured secret is still caught verbatim).
+_KEY = r"(?:password|passwd|secret|token|api[_-]?key|webhook[_-]?keys?)"
+_ASSIGN = re.compile(
+    rf"(?i)(\b[\w.-]*?{_KEY})"
+    r"(?:([\"']?[ \t]*[:=][ \t]*)(?:\"([^\"\n]*)\"|'([^'\n]*)')"  # any separator, quoted value
+    rf"|(=)({_LIST})"  # `=` and the value right after it (a comma-separated list too)
+    rf"|([\"'][ \t]*:[ \t]*)({_BARE}))"  # a quoted (JSON, dict) key, then a bare value
+)
+
+# The password of a URL: scheme://user:PASSWORD@host. Up to the last `@`
+# before the path, as urlsplit reads it, so an unescaped `@` in it is hidden too.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@\"']*):([^\s/\"']+)@")
+
+
+def _scheme(value: str) -> str:
+    """`Bearer ` (or `Basic `, ...) when `value` starts with an auth scheme, else ''."""
+    m = _SCHEME.match(value)
+    return (m.group(1) or "") if m else ""
+
+
+def _header(m: re.Match[str]) -> str:
+    name, sep, dq, sq, bare = m.groups()
+    if bare is not None:
+        return f"{name}{sep}{_scheme(bare)}***"
+    quote, value = ('"', dq) if dq is not None else ("'", sq)
+    return f"{name}{sep}{quote}{_scheme(value)}***{quote}"
+
+
+def _assign(m: re.Match[str]) -> str:
+    name, sep, dq, sq, eq, _bare, json_sep, _json_bare = m.groups()
+    if eq is not None:
+        return f"{name}=***"
+    if json_sep is not None:
+        return f"{name}{json_sep}***"
+    quote = '"' if dq is not None else "'"
+    return f"{name}{sep}{quote}***{quote}"
+
+
+def redact_text(text: str) -> str:
+    """`text` with every credential-shaped value replaced by `***`: HTTP
+    credential headers, values assigned to password/token/secret/api-key
+    names, and passwords in URLs (`postgresql://user:***@host/db`)."""
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    text = _HEADER.sub(_header, text)
+    return _ASSIGN.sub(_assign, text)
 
 
 class Redact(logging.Filter):
@@ -40,7 +103,7 @@ class Redact(logging.Filter):
         for s in self.secrets:
             if s in text:
                 text = text.replace(s, "***")
-        text = _AUTH.sub(r"\1\2***", text)
+        text = redact_text(text)
         if self.mask_phones:
             text = _PHONE.sub(lambda m: mask_phone(m.group(0)) or "", text)
         return text

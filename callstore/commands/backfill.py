@@ -65,8 +65,6 @@ def plan(args: argparse.Namespace, settings: Settings) -> tuple[list[tuple[Tenan
         if why is None:
             ready.append(t)
         elif args.tenant is not None or len(tenants) == 1:
-            # Phrased "NAME is not set" rather than "NAME: ...": the log redactor
-            # hides whatever follows "API_KEY:".
             raise ConfigError(f"tenant {t.tenant_id!r}", f"cannot backfill from {source}: {why}")
     if not ready:
         raise ConfigError("tenants", f"none has the API settings {source} needs (ALOHUB_API_KEY, ALOHUB_API_URL)")

@@ -34,6 +34,7 @@ def test_unreachable_database_is_exit_1_without_password(tmp_path: Path) -> None
     r = run("migrate", env={"DATABASE_URL": "postgresql://u:s3cretpw@127.0.0.1:1/db"}, cwd=tmp_path)
     assert r.returncode == 1
     assert "s3cretpw" not in r.stderr and "cannot reach the database" in r.stderr
+    assert "postgresql://u:***@127.0.0.1:1/db" in r.stderr  # which database, without its password
     assert len(r.stderr.strip().splitlines()) == 1
 
 
