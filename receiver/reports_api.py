@@ -37,6 +37,9 @@ def _param(name: str, description: str, schema: dict[str, Any], required: bool =
     return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
 
+# ISO 8601 as the report accepts it: a date, or a date-time with optional seconds and offset.
+_ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
+
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/reports/queues": {
         "get": {
@@ -45,10 +48,11 @@ OPENAPI_PATHS: dict[str, Any] = {
                            "Times without offset are in the tenant's zone; `to` is exclusive.",
             "security": [{"bearer": []}],
             "parameters": [
-                _param("from", "first bucket start, ISO 8601 date or date-time", {"type": "string"}, True),
-                _param("to", "end (exclusive), ISO 8601; default now", {"type": "string"}),
+                _param("from", "first bucket start, ISO 8601 date or date-time", {"type": "string", "pattern": _ISO}, True),
+                _param("to", "end (exclusive), ISO 8601; default now", {"type": "string", "pattern": _ISO}),
                 _param("interval", "bucket size", {"type": "string", "enum": ["15m", "hour", "day"], "default": "hour"}),
-                _param("queue", "queue id (Alohub callinId) or `unassigned`; default all", {"type": "string"}),
+                _param("queue", "queue id (Alohub callinId) or `unassigned`; default all",
+                       {"type": "string", "pattern": r"^([0-9]{1,18}|unassigned)$"}),
                 _param("tenant", "tenant id; required when several are configured", {"type": "string"}),
                 _param("format", "response format", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
             ],

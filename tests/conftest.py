@@ -170,10 +170,17 @@ async def settings() -> Settings:
 
 @pytest.fixture
 async def receiver(engine: AsyncEngine, settings: Settings) -> AsyncIterator[str]:
-    """Base URL of the receiver app (webhook, health, API) on a real socket."""
+    """Base URL of the service's HTTP app on a real socket: the webhook, health,
+    metrics and every /api route, composed as `callstore serve` composes them,
+    without the spool (tests of the spool build their own app)."""
+    from callstore.composition import build_extensions
     from receiver.app import create_app
+    from receiver.metrics import Metrics
 
     async with engine.begin() as conn:
         await sync_tenants(conn, settings.tenants)
-    async with serving(create_app(settings, engine)) as url:
+    metrics = Metrics()
+    # Role "scheduler" composes the routes without the spool: see composition.build_extensions.
+    async with serving(create_app(settings, engine, build_extensions(settings, engine, "scheduler", metrics),
+                                  metrics)) as url:
         yield url
