@@ -26,6 +26,9 @@ class Job:
     every_seconds: int
     #: Why the job cannot run with these settings (None: it can).
     disabled_reason: str | None = None
+    #: What an operator should know about how it runs with these settings,
+    #: said once at start (e.g. alerts evaluated but nobody notified).
+    notice: str | None = None
 
 
 def job_key(name: str) -> int:

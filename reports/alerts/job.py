@@ -59,4 +59,8 @@ def alerts_job(settings: Settings) -> Job:
     async def run(engine: AsyncEngine, s: Settings) -> None:
         await run_alerts(engine, s)
 
-    return Job("alerts", run, settings.alert_interval_s)
+    notice = None
+    if not (settings.alert_webhook_url or settings.alert_slack_url):
+        notice = ("no notifier is configured (CALLSTORE_ALERT_WEBHOOK_URL, CALLSTORE_ALERT_SLACK_URL): "
+                  "alerts are evaluated and recorded in analytics.alerts and /metrics, but nobody is notified")
+    return Job("alerts", run, settings.alert_interval_s, notice=notice)

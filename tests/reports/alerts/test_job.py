@@ -365,3 +365,24 @@ async def test_alerts_test_command_reaches_each_notifier(monkeypatch: pytest.Mon
     [(headers, body)] = inbox.webhook
     verify_standard_webhook(SECRET, headers, body)
     assert json.loads(body)["type"] == "abandon_spike.test" and len(inbox.slack) == 2
+
+
+async def test_the_scheduler_says_once_at_start_when_alerts_notify_nobody(
+        engine: AsyncEngine, caplog: pytest.LogCaptureFixture) -> None:
+    from dataclasses import replace as _replace
+
+    from callstore.scheduler import Scheduler
+    from reports.alerts.job import alerts_job
+    from tests.conftest import test_settings
+
+    quiet = test_settings()
+    loud = _replace(quiet, alert_slack_url="https://hooks.slack.example/services/T/B/secret-part")
+    assert alerts_job(loud).notice is None
+    for settings, expected in ((quiet, 1), (loud, 0)):
+        caplog.clear()
+        scheduler = Scheduler(engine, settings, [alerts_job(settings)])
+        with caplog.at_level(logging.WARNING, logger="callstore.scheduler"):
+            scheduler.start()
+            scheduler.shutdown()
+        said = [r.getMessage() for r in caplog.records if "no notifier is configured" in r.getMessage()]
+        assert len(said) == expected, said
