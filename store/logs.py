@@ -164,6 +164,16 @@ def setup_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str]
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Alembic says which dialect and DDL mode it uses on every start of every
+    # command; only the "Running upgrade ..." lines tell an operator anything.
+    migration = logging.getLogger("alembic.runtime.migration")
+    migration.filters[:] = [f for f in migration.filters if not isinstance(f, _AlembicPreamble)]
+    migration.addFilter(_AlembicPreamble())
+
+
+class _AlembicPreamble(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Context impl", "Will assume"))
 
 
 def settings_secrets(settings: object) -> list[str]:
