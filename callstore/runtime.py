@@ -75,14 +75,18 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def database(settings: Settings, *, upgrade: bool = True, pool_size: int = 10) -> AsyncIterator[AsyncEngine]:
+async def database(settings: Settings, *, upgrade: bool = True, pool_size: int = 10,
+                   tolerate_outage: bool = False) -> AsyncIterator[AsyncEngine]:
     """An engine on DATABASE_URL or the embedded server, migrated to head.
 
     An embedded server that this call started is stopped again at the end,
     so one-off commands leave nothing running; one already running is left.
-    """
-    from store.tenants import sync_tenants
 
+    With `tolerate_outage` (a receiver: it has a spool), an external database
+    that cannot be reached at start does not stop the process: the engine is
+    handed out at once, and the migrations and the tenant rows are applied in
+    the background as soon as the database answers.
+    """
     server: EmbeddedPostgres | None = None
     started = False
     url = settings.database_url
@@ -92,16 +96,50 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
         await ensure_database(server)
         url = server.url()
     engine = create_engine(url, pool_size=pool_size)
+    pending: asyncio.Task[None] | None = None
     try:
         if upgrade:
-            await migrate.upgrade(engine)
-            async with engine.begin() as conn:
-                await sync_tenants(conn, settings.tenants)
+            try:
+                await _prepare(engine, settings)
+            except Exception as exc:
+                if not (tolerate_outage and is_unavailable(exc)):
+                    raise
+                log.warning("the database cannot be reached (%s): starting anyway; webhooks go to the spool, "
+                            "and the schema is checked when the database answers", type(exc).__name__)
+                pending = asyncio.create_task(_prepare_when_reachable(engine, settings), name="prepare-database")
         yield engine
     finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
         await engine.dispose()
         if server is not None and started:
             await asyncio.to_thread(server.stop)
+
+
+async def _prepare(engine: AsyncEngine, settings: Settings) -> None:
+    """Migrations to head, then one row per configured tenant."""
+    from store.tenants import sync_tenants
+
+    await migrate.upgrade(engine)
+    async with engine.begin() as conn:
+        await sync_tenants(conn, settings.tenants)
+
+
+async def _prepare_when_reachable(engine: AsyncEngine, settings: Settings, every: float = 2.0) -> None:
+    while True:
+        try:
+            await _prepare(engine, settings)
+        except Exception as exc:  # noqa: BLE001 - keep trying; the spool holds the webhooks meanwhile
+            if is_unavailable(exc):
+                await asyncio.sleep(every)
+            else:
+                log.error("the database answers but could not be prepared: %s", type(exc).__name__)
+                await asyncio.sleep(15 * every)
+            continue
+        log.info("the database is reachable again: schema current, tenants recorded")
+        return
 
 
 def parse_when(value: str, zone_name: str, arg: str) -> datetime:

@@ -9,6 +9,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from store.engine import is_unavailable
 from store.jobs import Job, job_lock
 from store.settings import Settings
 
@@ -53,9 +54,12 @@ class Scheduler:
                     outcome = "skipped_locked"
                     return
                 await job.run(self.engine, self.settings)
-        except Exception:
+        except Exception as exc:
             outcome = "failed"
-            log.exception("job %s failed", job.name)
+            if is_unavailable(exc):  # an outage: one line, not a traceback every few seconds
+                log.warning("job %s skipped: the database cannot be reached (%s)", job.name, type(exc).__name__)
+            else:
+                log.exception("job %s failed", job.name)
         finally:
             if self.on_run is not None:
                 self.on_run(job.name, outcome)
