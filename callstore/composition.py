@@ -45,7 +45,18 @@ def build_jobs(settings: Settings) -> list[Job]:
     return jobs
 
 
-def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics: Metrics) -> Extensions:
+def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics: Metrics, *,
+                     spool: bool | None = None) -> Extensions:
+    """What `serve --role ROLE` plugs into the receiver app.
+
+    Receivers (roles all and receiver) serve the webhook and every /api route,
+    with the durable spool unless `spool` is False (tests of other parts).
+    A scheduler serves only /healthz, /readyz and /metrics: it has no spool,
+    so it must not take webhooks (it answers 404 to them).
+    """
+    if role == "scheduler":
+        return Extensions(metrics_sources=[alert_metrics, ledger_metrics], webhook=False)
+
     async def queues(params: Mapping[str, str]) -> tuple[str, bytes]:
         return await queue_report(engine, settings, params, formats=("json", "csv"))
 
@@ -55,7 +66,7 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics],
     )
-    if role in ("all", "receiver"):
+    if spool is not False:
         ext = spool_extensions(ext, settings, engine, metrics)
     return ext
 

@@ -48,6 +48,8 @@ class Extensions:
     spool_status: Callable[[], dict[str, float]] | None = None
     #: Async context managers entered for the app's lifetime (spool drainer, scheduler...).
     lifespans: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[None]]] = field(default_factory=list)
+    #: Serve `POST /webhooks/alohub` (not in a scheduler-only process).
+    webhook: bool = True
 
 
 def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None = None,
@@ -79,7 +81,8 @@ def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None =
         return error(403, str(exc))
 
     routes: list[BaseRoute] = [
-        Route(WEBHOOK_PATH, webhook.endpoint, methods=["POST"]),  # reached only for errors: see WebhookFastPath
+        # Reached only for errors (wrong method): see WebhookFastPath.
+        *([Route(WEBHOOK_PATH, webhook.endpoint, methods=["POST"])] if ext.webhook else []),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", Readiness(engine, head_revisions(), ext.spool_status).endpoint, methods=["GET"]),
         Route("/metrics", metrics.endpoint_with(engine, ext.metrics_sources), methods=["GET"]),
@@ -95,7 +98,7 @@ def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None =
     app.state.writer = writer
     app.state.metrics = metrics
     app.state.engine = engine
-    return WebhookFastPath(app, webhook)
+    return WebhookFastPath(app, webhook if ext.webhook else None)
 
 
 class WebhookFastPath:
@@ -105,13 +108,14 @@ class WebhookFastPath:
     route has: the request id, the header size limit, JSON errors.
     Everything else, lifespan included, goes to the Starlette app."""
 
-    def __init__(self, app: Starlette, webhook: Webhook) -> None:
+    def __init__(self, app: Starlette, webhook: Webhook | None) -> None:
         self.app = app
         self.webhook = webhook
         self.state = app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH or scope["method"] != "POST":
+        if (self.webhook is None or scope["type"] != "http" or scope["path"] != WEBHOOK_PATH
+                or scope["method"] != "POST"):
             await self.app(scope, receive, send)
             return
         rid, too_large = identify(scope)

@@ -8,6 +8,7 @@ so tests never share rows and never need cleaning up.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -130,11 +131,15 @@ OTHER_TENANT_KEY = "other-tenant-key-9"
 
 
 def test_settings(**overrides: object) -> Settings:
+    """Two tenants, and a data directory of their own (spool, recordings): never
+    the working directory, where one test's spool could be adopted by another's drainer."""
     tenants = (
         TenantSettings("default", webhook_keys=(WEBHOOK_KEY, WEBHOOK_KEY_2)),
         TenantSettings("acme", webhook_keys=(OTHER_TENANT_KEY,), timezone="Europe/Paris"),
     )
-    return replace(Settings(tenants=tenants), **overrides)  # type: ignore[arg-type]
+    data_dir = Path(tempfile.mkdtemp(prefix="callstore-test-data-"))
+    atexit.register(shutil.rmtree, data_dir, True)
+    return replace(Settings(tenants=tenants, data_dir=data_dir), **overrides)  # type: ignore[arg-type]
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a factory, not a test
@@ -180,7 +185,6 @@ async def receiver(engine: AsyncEngine, settings: Settings) -> AsyncIterator[str
     async with engine.begin() as conn:
         await sync_tenants(conn, settings.tenants)
     metrics = Metrics()
-    # Role "scheduler" composes the routes without the spool: see composition.build_extensions.
-    async with serving(create_app(settings, engine, build_extensions(settings, engine, "scheduler", metrics),
-                                  metrics)) as url:
+    ext = build_extensions(settings, engine, "receiver", metrics, spool=False)
+    async with serving(create_app(settings, engine, ext, metrics)) as url:
         yield url

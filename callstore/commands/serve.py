@@ -26,7 +26,8 @@ log = logging.getLogger("callstore.serve")
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="run the receiver and the scheduler")
     p.add_argument("--role", choices=("all", "receiver", "scheduler"), default="all",
-                   help="all (default), receiver (webhook and API only) or scheduler (jobs only)")
+                   help="all (default), receiver (webhook and API, no jobs) or scheduler "
+                        "(jobs; serves only /healthz, /readyz and /metrics)")
     p.set_defaults(func=_serve)
     m = sub.add_parser("migrate", help="apply database migrations")
     m.set_defaults(func=_migrate)

@@ -188,3 +188,22 @@ async def test_openapi_lists_the_webhook(receiver: str) -> None:
     async with httpx.AsyncClient(base_url=receiver) as client:
         doc = (await client.get("/openapi.json")).json()
     assert doc["openapi"].startswith("3.") and "/webhooks/alohub" in doc["paths"]
+
+
+async def test_a_scheduler_process_takes_no_webhooks(engine) -> None:  # type: ignore[no-untyped-def]
+    """`serve --role scheduler` has no spool: it serves health and metrics only."""
+    from callstore.composition import build_extensions
+    from receiver.app import create_app
+    from receiver.metrics import Metrics
+    from tests.conftest import serving, test_settings
+
+    settings = test_settings()
+    metrics = Metrics()
+    app = create_app(settings, engine, build_extensions(settings, engine, "scheduler", metrics), metrics)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        r = await client.post("/webhooks/alohub", content=b'{"call_id": "s1"}', headers={"Authorization": WEBHOOK_KEY})
+        assert r.status_code == 404 and r.json()["error"]
+        assert (await client.get("/api/calls", headers={"Authorization": "Bearer x"})).status_code in (401, 404)
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 200
+    assert not await rows(engine, "SELECT 1 FROM callstore.raw_events")
