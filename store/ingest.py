@@ -192,11 +192,20 @@ async def ingest(
     for d in deliveries:
         # The same payload from the webhook and from the history API is two
         # deliveries: the source is part of what a value is worth (its rank).
-        key = (d.tenant_id, d.call_id, d.source, d.digest())
+        canonical = b""
+        if d.body_sha256:
+            digest = d.body_sha256
+        else:
+            # Serialised once: the sorted-key text is both the digest's input
+            # and, without a body as received, the stored JSON (jsonb keeps
+            # no key order, so the stored value is the same).
+            canonical = orjson.dumps(d.payload, option=orjson.OPT_SORT_KEYS)
+            digest = hashlib.sha256(canonical).digest()
+        key = (d.tenant_id, d.call_id, d.source, digest)
         u = unique.get(key)
         if u is None:
             tenant = tenants[d.tenant_id]
-            payload, body = d.payload, d.body or orjson.dumps(d.payload)
+            payload, body = d.payload, d.body or canonical or orjson.dumps(d.payload)
             nul = b"\\u0000" in body
             if nul:  # Postgres text and jsonb cannot hold U+0000
                 payload = _without_nul(payload)
@@ -235,12 +244,17 @@ async def ingest(
     call_rows: list[dict[str, Any]] = []
     for key in order:
         items = fresh[key]
-        folded = fold(u.event for u in items)
-        first = min(items, key=lambda u: u.delivery.received_at).delivery
-        row = dict(folded.values)
+        if len(items) == 1:
+            folded = fold([items[0].event])
+            first = items[0].delivery
+        else:
+            folded = fold([u.event for u in items])
+            first = min(items, key=lambda u: u.delivery.received_at).delivery
+        row = folded.values  # a fresh dict, filled in place
+        ranks = folded.ranks
         row.update(
             tenant_id=key[0], call_id=key[1],
-            ranks=",".join(str(folded.ranks.get(name, -1)) for name in FIELDS),
+            ranks=",".join([str(ranks.get(name, -1)) for name in FIELDS]),
             flagged=folded.flagged, seen_webhook="webhook" in folded.sources,
             seen_history="history" in folded.sources, first_source=first.source, first_seen_at=first.received_at,
         )
@@ -255,9 +269,9 @@ async def ingest(
         new = row[3:]
         before = old.get(key)
         if before is None:
-            changed = tuple(n for n, v in zip(FIELDS, new) if v is not None)
+            changed = tuple([n for n, v in zip(FIELDS, new) if v is not None])
         else:
-            changed = tuple(n for n, a, b in zip(FIELDS, before, new) if a != b)
+            changed = tuple([n for n, a, b in zip(FIELDS, before, new) if a != b])
         result.changes.append(CallChange(key[0], key[1], created, changed))
     return result
 
