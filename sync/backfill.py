@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -89,6 +90,37 @@ class RunReport:
 
 Progress = Callable[[RunReport], None]
 
+#: The cyclic garbage collector's first threshold while a backfill runs.
+GC_THRESHOLD = 100_000
+_gc_runs = 0
+_gc_saved: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect cyclic garbage less often while backfills run.
+
+    A run allocates millions of short-lived objects (records, payloads,
+    events, rows), almost none in reference cycles. With the default first
+    threshold (700 allocations) the collector ran thousands of times per
+    run, each time over the objects of the batch being built: about a
+    quarter of the writer's CPU. Reference counting still frees everything
+    at once; only cycles wait longer. The previous thresholds come back when
+    the last concurrent run ends.
+    """
+    global _gc_runs, _gc_saved
+    if _gc_runs == 0:
+        _gc_saved = gc.get_threshold()
+        if _gc_saved[0] and _gc_saved[0] < GC_THRESHOLD:
+            gc.set_threshold(GC_THRESHOLD, *_gc_saved[1:])
+    _gc_runs += 1
+    try:
+        yield
+    finally:
+        _gc_runs -= 1
+        if _gc_runs == 0:
+            gc.set_threshold(*_gc_saved)
+
 
 async def backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistorySource, window: Window, *,
                    kind: str = "manual", cursor: str | None = None, options: Options = Options(),
@@ -97,6 +129,13 @@ async def backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistoryS
 
     Raises the source's error (after recording the run as failed) if paging fails.
     """
+    with _fewer_collections():
+        return await _backfill(engine, tenant, source, window, kind=kind, cursor=cursor, options=options,
+                               progress=progress)
+
+
+async def _backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistorySource, window: Window, *,
+                    kind: str, cursor: str | None, options: Options, progress: Progress | None) -> RunReport:
     started = time.monotonic()
     async with engine.begin() as conn:
         run_id = await ledger.start_run(conn, tenant.tenant_id, kind, source.name, window.start, window.end)
