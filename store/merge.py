@@ -221,8 +221,10 @@ def parse_time(raw: object, zone: ZoneInfo) -> datetime | None:
 
 def _parse_time_text(raw: str, zone: ZoneInfo) -> datetime | None:
     s = raw.strip()
-    if s.isdigit():
-        return parse_time(int(s), zone)
+    # isdigit() alone also accepts digits int() refuses ("²"); more than 20
+    # digits is no epoch time (and over 4,300 int() refuses outright).
+    if s.isascii() and s.isdigit():
+        return parse_time(int(s), zone) if len(s) <= 20 else None
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
     try:

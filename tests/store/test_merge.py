@@ -143,6 +143,31 @@ def test_any_permutation_and_duplication_gives_the_same_row(events, data) -> Non
     assert again.flagged == reference.flagged
 
 
+ANY_VALUE = st.one_of(
+    st.text(max_size=30), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.text(alphabet=st.characters(whitelist_categories=("Nd", "No", "Nl")), max_size=25),
+)
+PAYLOAD_FIELDS = ["call_id", "call_status", "direction", "caller_number", "destination_number", "starttime",
+                  "answertime", "endtime", "hangup_by", "hotline", "total_duration", "holding_duration",
+                  "recording_url", "objectId", "transactionID", "transactionId", "userName", "agent"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(payload=st.dictionaries(st.sampled_from(PAYLOAD_FIELDS), ANY_VALUE),
+       source=st.sampled_from(["webhook", "history"]))
+def test_normalize_never_raises_whatever_the_values(payload, source) -> None:  # type: ignore[no-untyped-def]
+    """A bad value is dropped and flagged, never an exception that would fail the whole batch."""
+    fold([normalize(payload, source, ZONE)])
+
+
+def test_digits_that_int_refuses_are_not_times() -> None:
+    """Found by the property above: str.isdigit() accepts superscripts and other scripts' digits."""
+    for raw in ("\u00b2", "\u1369", "\u0663\u0664", "9" * 5000):
+        assert parse_time(raw, ZONE) is None
+        assert normalize({"call_id": "x", "starttime": raw}, "webhook", ZONE).values.get("started_at") is None
+
+
 # --- the same property through the database, batched any way ----------------
 
 import uuid  # noqa: E402
