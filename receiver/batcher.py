@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.dead_letters import DeadLetter, insert_dead_letters
-from store.engine import is_unavailable
+from store.engine import is_unavailable, schema_missing
 from store.errors import DatabaseUnavailable
 from store.ingest import Delivery, IngestResult, ingest
 from store.settings import TenantSettings
@@ -122,9 +122,10 @@ class BatchWriter:
                 # has dropped it and every pooled one as old; a fresh one may work.
                 result = await self._transaction(items)
         except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting requests
-            if is_unavailable(exc):
+            if is_unavailable(exc) or schema_missing(exc):
                 if self._fallback is not None:
-                    log.warning("database unreachable, spooling locally: %s", short_error(exc))
+                    log.warning("database %s, spooling locally: %s",
+                                "unreachable" if is_unavailable(exc) else "without its schema yet", short_error(exc))
                 self._outage_until = time.monotonic() + OUTAGE_SECONDS
                 await self._unavailable(batch, exc)
             elif len(batch) > 1:

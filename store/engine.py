@@ -36,6 +36,19 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "cal
     )
 
 
+def schema_missing(exc: BaseException) -> bool:
+    """True when the database answers but callstore's schema is not there yet
+    (a fresh database whose migrations have not run): undefined schema,
+    table or function. A receiver spools such writes rather than refusing them."""
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig.__cause__ or exc.orig
+    return isinstance(exc, (asyncpg.InvalidSchemaNameError, asyncpg.UndefinedTableError,
+                            asyncpg.UndefinedFunctionError))
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when `exc` means the database cannot be reached (down, restarting,
     failing over, refusing connections), as opposed to a bad statement or value."""

@@ -209,3 +209,32 @@ async def test_crash_after_commit_before_delete_ingests_nothing_twice(engine: As
     assert raw == [{"call_id": f"c{i}", "deliveries": 1} for i in range(5)]
     assert await rows(engine, "SELECT 1 FROM callstore.spool_progress") == []
     assert list(root.iterdir()) == []  # the adopted directory is gone too
+
+
+async def test_a_database_without_its_schema_yet_spools_instead_of_refusing(
+        empty_db_url: str, tmp_path: Path) -> None:
+    """A receiver started on a fresh database during an outage migrates in the
+    background once it answers; webhooks in between go to the spool (not 500),
+    and are drained once the schema is there."""
+    from store import migrate
+
+    settings = spool_settings(tmp_path)
+    eng = create_engine(empty_db_url, pool_size=2)
+    try:
+        metrics = Metrics()
+        app = create_app(settings, eng, build_extensions(settings, eng, "receiver", metrics), metrics)
+        async with serving(app) as url:
+            assert await post_all(url, [event(i) for i in range(3)]) == [200] * 3
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(f"{url}/readyz")).json()["spool"]["depth"] == 3
+            await migrate.upgrade(eng)
+            async with eng.begin() as conn:
+                await sync_tenants(conn, settings.tenants)
+            for _ in range(200):  # bounded: 20 s (the drainer backs off after errors)
+                if len(await rows(eng, "SELECT 1 FROM callstore.calls WHERE call_id LIKE 'spooled-%'")) == 3:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the spooled events were not drained once the schema existed")
+    finally:
+        await eng.dispose()
