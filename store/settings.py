@@ -257,7 +257,11 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         media_url = f"{parts.scheme}://{parts.netloc}"
     hosts = _list(name("media_hosts"), raw.get("media_hosts"))
     if not hosts:
-        hosts = [h for h in (_hostname(api_url), _hostname(xapi_url), _hostname(media_url)) if h]
+        # SPEC 3: the hosts of the call API and of the media URL. Not the
+        # gateway's: it serves JSON, and with its default always present the
+        # recordings job could never be off for want of a configured host
+        # (it would mark every webhook recording failed instead).
+        hosts = [h for h in (_hostname(api_url), _hostname(media_url)) if h]
     tz = str(raw.get("timezone") or DEFAULT_TIMEZONE)
     try:
         ZoneInfo(tz)

@@ -198,3 +198,16 @@ async def test_the_scheduled_job_archives_under_its_lock(engine: AsyncEngine, tm
             await job.run(engine, settings)
     assert {r["status"] for r in (await rows(engine)).values()} == {"stored"}
     assert len(list(settings.recordings_dir.rglob("*.mp3"))) == 3
+
+
+def test_without_any_media_host_the_job_is_off_not_failing_every_recording() -> None:
+    """A webhook-only deployment (no API or media URL) has no host to fetch from:
+    the job is off with a reason, and recordings wait as pending."""
+    from store.settings import parse_settings
+    from sync.recordings import media_disabled_reason
+
+    webhook_only = parse_settings({"ALOHUB_WEBHOOK_KEYS": "key-one-123"})
+    assert webhook_only.tenants[0].media_hosts == ()
+    assert "ALOHUB_MEDIA_HOSTS" in (media_disabled_reason(webhook_only) or "")
+    with_api = parse_settings({"ALOHUB_WEBHOOK_KEYS": "key-one-123", "ALOHUB_API_URL": "https://2.alohub.vn:9909/api"})
+    assert media_disabled_reason(with_api) is None
