@@ -86,7 +86,7 @@ def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None =
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", Readiness(engine, head_revisions(), ext.spool_status).endpoint, methods=["GET"]),
         Route("/metrics", metrics.endpoint_with(engine, ext.metrics_sources), methods=["GET"]),
-        Route("/openapi.json", OpenAPI(ext.openapi_paths).endpoint, methods=["GET"]),
+        Route("/openapi.json", OpenAPI(ext.openapi_paths, webhook=ext.webhook).endpoint, methods=["GET"]),
         *ext.routes,
     ]
     app = Starlette(

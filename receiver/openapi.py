@@ -55,11 +55,12 @@ BASE_PATHS: dict[str, Any] = {
 }
 
 
-def document(extra_paths: Mapping[str, Any]) -> dict[str, Any]:
+def document(extra_paths: Mapping[str, Any], *, webhook: bool = True) -> dict[str, Any]:
+    base = BASE_PATHS if webhook else {k: v for k, v in BASE_PATHS.items() if k != "/webhooks/alohub"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "callstore", "version": "1", "description": "Alohub call history in PostgreSQL"},
-        "paths": {**BASE_PATHS, **extra_paths},
+        "paths": {**base, **extra_paths},
         "components": {
             "schemas": {"Error": ERROR_SCHEMA},
             "securitySchemes": {
@@ -71,8 +72,8 @@ def document(extra_paths: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class OpenAPI:
-    def __init__(self, extra_paths: Mapping[str, Any]) -> None:
-        self._body = orjson.dumps(document(extra_paths))
+    def __init__(self, extra_paths: Mapping[str, Any], *, webhook: bool = True) -> None:
+        self._body = orjson.dumps(document(extra_paths, webhook=webhook))
 
     async def endpoint(self, request: Request) -> Response:
         return Response(self._body, media_type="application/json")

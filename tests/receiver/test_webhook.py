@@ -206,4 +206,5 @@ async def test_a_scheduler_process_takes_no_webhooks(engine) -> None:  # type: i
         assert (await client.get("/api/calls", headers={"Authorization": "Bearer x"})).status_code in (401, 404)
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/metrics")).status_code == 200
+        assert "/webhooks/alohub" not in (await client.get("/openapi.json")).json()["paths"]
     assert not await rows(engine, "SELECT 1 FROM callstore.raw_events")
