@@ -78,6 +78,8 @@ class Outcome:
 @dataclass
 class FetchReport:
     enqueued: int = 0
+    #: Failed recordings made due again (`recordings fetch --retry-failed`).
+    retried: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     seconds: float = 0.0
@@ -190,6 +192,18 @@ async def enqueue(conn: AsyncConnection, *, call_ids: Sequence[str] | None = Non
     return int(await conn.scalar(_ENQUEUE_CHANGED) or 0)
 
 
+async def retry_failed(conn: AsyncConnection, *, tenant: str | None = None) -> int:
+    """Every failed recording gets one more attempt, now (after fixing a setting
+    such as ALOHUB_MEDIA_HOSTS, or an outage of Alohub's media server).
+    Expired (404) and purged ones stay as they are. Returns how many."""
+    result = await conn.execute(text(
+        """
+        UPDATE callstore.recordings SET status = 'pending', next_attempt_at = now(), updated_at = now()
+        WHERE status = 'failed' AND (CAST(:tenant AS text) IS NULL OR tenant_id = CAST(:tenant AS text))
+        """), {"tenant": tenant})
+    return int(result.rowcount)
+
+
 async def count_due(conn: AsyncConnection, *, tenant: str | None = None,
                     call_ids: Sequence[str] | None = None) -> int:
     """How many pending recordings are due now (for a progress bar)."""
@@ -246,10 +260,14 @@ class Fetcher:
         self.on_outcome = on_outcome
         self.on_start = on_start
 
-    async def run(self, *, tenant: str | None = None, call_ids: Sequence[str] | None = None) -> FetchReport:
+    async def run(self, *, tenant: str | None = None, call_ids: Sequence[str] | None = None,
+                  retry: bool = False) -> FetchReport:
+        """Fetch what is due; with `retry`, every failed recording first becomes due again."""
         report = FetchReport()
         started = time.monotonic()
         async with self.engine.begin() as conn:
+            if retry:
+                report.retried = await retry_failed(conn, tenant=tenant)
             report.enqueued = await enqueue(conn, call_ids=call_ids, tenant=tenant)
             if self.on_start is not None:
                 self.on_start(await count_due(conn, tenant=tenant, call_ids=call_ids))

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     f = rsub.add_parser("fetch", help="download due recordings now (or the given calls')")
     f.add_argument("--call-id", action="append", default=[], help="only this call (repeatable); retries a failed one")
     f.add_argument("--tenant", help="only this tenant")
+    f.add_argument("--retry-failed", action="store_true",
+                   help="give every failed recording one more attempt now (expired and purged ones stay)")
     f.add_argument("--concurrency", type=_positive, help="parallel downloads (default CALLSTORE_RECORDINGS_CONCURRENCY)")
     f.add_argument("--rate", type=_rate, help="downloads started per second, 0 = unlimited (default CALLSTORE_RECORDINGS_RATE)")
     f.set_defaults(func=_fetch)
@@ -118,7 +120,7 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
             fetcher = Fetcher(engine, settings, LocalRecordingStore(settings.recordings_dir), options,
                               on_outcome=outcome, on_start=progress.start)
             try:
-                report = await fetcher.run(tenant=tenant, call_ids=args.call_id or None)
+                report = await fetcher.run(tenant=tenant, call_ids=args.call_id or None, retry=args.retry_failed)
             finally:
                 progress.close()
         mb = report.bytes / 1e6

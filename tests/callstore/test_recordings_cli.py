@@ -64,3 +64,24 @@ async def test_fetch_verify_purge(db_url: str, engine: AsyncEngine, tmp_path: Pa
                                        {"ids": [r["call_id"] for r in records[:4]]})).scalars().all()
         audit = await conn.scalar(text("SELECT count(*) FROM analytics.recording_access"))
     assert rows == [("purged", True, True)] * 4 and statuses == ["purged"] and audit == 1
+
+
+async def test_retry_failed_after_fixing_the_media_hosts(db_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
+    """Refused for its host (a setting missing), then fetched once the setting is fixed."""
+    state = fake_state(calls=20)
+    records = with_recordings(state)[:3]
+    data_dir = tmp_path / "data"
+    with running_fake(state) as base:
+        env = {"DATABASE_URL": db_url, "CALLSTORE_DATA_DIR": str(data_dir), "ALOHUB_API_KEY": KEY,
+               "ALOHUB_MEDIA_URL": base, "ALOHUB_MEDIA_HOSTS": "media.example.invalid"}
+        await load(engine, archive_settings(base, data_dir), records)
+        refused = run("recordings", "fetch", env=env, cwd=tmp_path)
+        assert refused.returncode == 1 and "3 failed" in refused.stdout, refused.stdout + refused.stderr
+        fixed = {**env, "ALOHUB_MEDIA_HOSTS": "127.0.0.1"}
+        nothing_due = run("recordings", "fetch", env=fixed, cwd=tmp_path)
+        assert "nothing due" in nothing_due.stdout  # failed stays failed on its own
+        retried = run("recordings", "fetch", "--retry-failed", env=fixed, cwd=tmp_path)
+        assert retried.returncode == 0 and "3 stored" in retried.stdout, retried.stdout + retried.stderr
+    async with engine.connect() as conn:
+        statuses = (await conn.execute(text("SELECT status FROM callstore.recordings"))).scalars().all()
+    assert statuses == ["stored"] * 3
