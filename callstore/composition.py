@@ -46,7 +46,7 @@ def build_jobs(settings: Settings) -> list[Job]:
 
 
 def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics: Metrics, *,
-                     spool: bool | None = None) -> Extensions:
+                     spool: bool = True) -> Extensions:
     """What `serve --role ROLE` plugs into the receiver app.
 
     Receivers (roles all and receiver) serve the webhook and every /api route,
@@ -66,7 +66,7 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics],
     )
-    if spool is not False:
+    if spool:
         ext = spool_extensions(ext, settings, engine, metrics)
     return ext
 

@@ -32,7 +32,6 @@ class Scheduler:
         for job in self.jobs:
             if job.notice:
                 log.warning("job %s: %s", job.name, job.notice)
-        for job in self.jobs:
             self._scheduler.add_job(
                 self._run, IntervalTrigger(seconds=job.every_seconds), args=[job], id=job.name,
                 coalesce=True, max_instances=1, misfire_grace_time=job.every_seconds,

@@ -36,16 +36,22 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "cal
     )
 
 
+def _driver_error(exc: BaseException) -> BaseException:
+    """The asyncpg (or OS) error under SQLAlchemy's wrapper, or `exc` itself."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        return exc.orig.__cause__ or exc.orig
+    return exc
+
+
 def schema_missing(exc: BaseException) -> bool:
     """True when the database answers but callstore's schema is not there yet
     (a fresh database whose migrations have not run): undefined schema,
     table or function. A receiver spools such writes rather than refusing them."""
     import asyncpg
-    from sqlalchemy import exc as sa_exc
 
-    if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
-        exc = exc.orig.__cause__ or exc.orig
-    return isinstance(exc, (asyncpg.InvalidSchemaNameError, asyncpg.UndefinedTableError,
+    return isinstance(_driver_error(exc), (asyncpg.InvalidSchemaNameError, asyncpg.UndefinedTableError,
                             asyncpg.UndefinedFunctionError))
 
 
@@ -57,10 +63,9 @@ def is_unavailable(exc: BaseException) -> bool:
     import asyncpg
     from sqlalchemy import exc as sa_exc
 
-    if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        exc = exc.orig.__cause__ or exc.orig if exc.orig is not None else exc
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    exc = _driver_error(exc)
     if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)):
         return True
     if isinstance(

@@ -49,13 +49,13 @@ class Delivery:
     #: The JSON text as received (webhook); stored as is instead of re-encoding.
     body: bytes = b""
 
-    def digest(self) -> bytes:
-        return self.body_sha256 or payload_digest(self.payload)
 
-
-def payload_digest(payload: Mapping[str, Any]) -> bytes:
-    """Identity of a payload for duplicate detection: key order does not matter."""
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).digest()
+def canonical_payload(payload: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """The payload's sorted-key JSON and its SHA-256, the identity of a payload
+    for duplicate detection (key order does not matter). The JSON doubles as
+    the stored body when none was received: jsonb keeps no key order."""
+    text = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return text, hashlib.sha256(text).digest()
 
 
 @dataclass(frozen=True)
@@ -192,15 +192,7 @@ async def ingest(
     for d in deliveries:
         # The same payload from the webhook and from the history API is two
         # deliveries: the source is part of what a value is worth (its rank).
-        canonical = b""
-        if d.body_sha256:
-            digest = d.body_sha256
-        else:
-            # Serialised once: the sorted-key text is both the digest's input
-            # and, without a body as received, the stored JSON (jsonb keeps
-            # no key order, so the stored value is the same).
-            canonical = orjson.dumps(d.payload, option=orjson.OPT_SORT_KEYS)
-            digest = hashlib.sha256(canonical).digest()
+        canonical, digest = (b"", d.body_sha256) if d.body_sha256 else canonical_payload(d.payload)
         key = (d.tenant_id, d.call_id, d.source, digest)
         u = unique.get(key)
         if u is None:

@@ -126,6 +126,8 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
         mb = report.bytes / 1e6
         rate = mb / report.seconds if report.seconds else 0.0
         counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "nothing due"
+        if args.retry_failed:
+            print(f"recordings: {report.retried} failed ones made due again")
         print(f"recordings: {counts}; {mb:.1f} MB in {report.seconds:.1f} s ({rate:.1f} MB/s)")
         if args.call_id and report.attempted == 0:
             print("no pending or failed recording for the given --call-id (an ended call with a recording_url)",
