@@ -13,13 +13,18 @@ from tests.callstore.test_cli import run
 from tests.recording_fixtures import KEY, archive_settings, fake_state, load, with_recordings
 
 
+def cli_env(db_url: str, data_dir: Path, base: str, media_hosts: str = "127.0.0.1") -> dict[str, str]:
+    """What an operator sets to run the recordings commands against the fake."""
+    return {"DATABASE_URL": db_url, "CALLSTORE_DATA_DIR": str(data_dir), "ALOHUB_API_KEY": KEY,
+            "ALOHUB_MEDIA_URL": base, "ALOHUB_MEDIA_HOSTS": media_hosts}
+
+
 async def test_fetch_verify_purge(db_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
     state = fake_state(calls=30)
     records = with_recordings(state)[:5]
     data_dir = tmp_path / "data"
     with running_fake(state) as base:
-        env = {"DATABASE_URL": db_url, "CALLSTORE_DATA_DIR": str(data_dir), "ALOHUB_API_KEY": KEY,
-               "ALOHUB_MEDIA_URL": base, "ALOHUB_MEDIA_HOSTS": "127.0.0.1"}
+        env = cli_env(db_url, data_dir, base)
         await load(engine, archive_settings(base, data_dir), records)
         fetched = run("recordings", "fetch", "--concurrency", "2", env=env, cwd=tmp_path)
         assert fetched.returncode == 0, fetched.stderr
@@ -72,16 +77,16 @@ async def test_retry_failed_after_fixing_the_media_hosts(db_url: str, engine: As
     records = with_recordings(state)[:3]
     data_dir = tmp_path / "data"
     with running_fake(state) as base:
-        env = {"DATABASE_URL": db_url, "CALLSTORE_DATA_DIR": str(data_dir), "ALOHUB_API_KEY": KEY,
-               "ALOHUB_MEDIA_URL": base, "ALOHUB_MEDIA_HOSTS": "media.example.invalid"}
+        env = cli_env(db_url, data_dir, base, media_hosts="media.example.invalid")
         await load(engine, archive_settings(base, data_dir), records)
         refused = run("recordings", "fetch", env=env, cwd=tmp_path)
         assert refused.returncode == 1 and "3 failed" in refused.stdout, refused.stdout + refused.stderr
-        fixed = {**env, "ALOHUB_MEDIA_HOSTS": "127.0.0.1"}
+        fixed = cli_env(db_url, data_dir, base)
         nothing_due = run("recordings", "fetch", env=fixed, cwd=tmp_path)
         assert "nothing due" in nothing_due.stdout  # failed stays failed on its own
         retried = run("recordings", "fetch", "--retry-failed", env=fixed, cwd=tmp_path)
         assert retried.returncode == 0 and "3 stored" in retried.stdout, retried.stdout + retried.stderr
+        assert "3 failed ones made due again" in retried.stdout
     async with engine.connect() as conn:
         statuses = (await conn.execute(text("SELECT status FROM callstore.recordings"))).scalars().all()
     assert statuses == ["stored"] * 3
