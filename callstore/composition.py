@@ -30,7 +30,7 @@ from sync import recordings
 from sync.ledger import ledger_metrics
 from sync.schedule import sync_jobs
 
-#: SPEC 6: rollups reflect a committed change within 10 seconds.
+#: Rollups reflect a committed change within 10 seconds.
 ROLLUP_REFRESH_SECONDS = 5
 
 
@@ -72,7 +72,7 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
 
 
 def spool_extensions(ext: Extensions, settings: Settings, engine: AsyncEngine, metrics: Metrics) -> Extensions:
-    """The durable spool of SPEC 5.4: the batch writer's fallback, its drainer, its status."""
+    """The durable spool: the batch writer's fallback, its drainer, its status."""
     spool = Spool(settings.spool_dir, settings.spool_max_bytes)
     drainer = Drainer(spool, engine, {t.tenant_id: t for t in settings.tenants})
     metrics.spool_depth.set_function(lambda: spool.depth)

@@ -143,7 +143,7 @@ async def _prepare_when_reachable(engine: AsyncEngine, settings: Settings, every
 
 
 def parse_when(value: str, zone_name: str, arg: str) -> datetime:
-    """ISO 8601 date or date-time; without offset it is in the tenant's zone (SPEC 3)."""
+    """ISO 8601 date or date-time; without offset it is in the tenant's zone."""
     from zoneinfo import ZoneInfo
 
     try:

@@ -1,4 +1,4 @@
-"""`GET /api/reports/queues` (reader token): SPEC 6 figures as JSON or CSV.
+"""`GET /api/reports/queues` (reader token): queue figures as JSON or CSV.
 
 The report itself is given by the command line (reports/ owns the SQL); this
 module only authenticates, hands over the query parameters and answers.
@@ -43,7 +43,7 @@ _ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/reports/queues": {
         "get": {
-            "summary": "Queue service level, abandoned and serviced figures (SPEC 6) per bucket",
+            "summary": "Queue service level, abandoned and serviced figures per bucket",
             "description": "Reads the rollups behind analytics.queue_stats_15m/_hourly/_daily after refreshing them. "
                            "Times without offset are in the tenant's zone; `to` is exclusive.",
             "security": [{"bearer": []}],

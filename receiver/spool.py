@@ -1,4 +1,4 @@
-"""The local spool (SPEC 5.4): acknowledged events wait here while Postgres is unreachable.
+"""The local spool: acknowledged events wait here while Postgres is unreachable.
 
 Layout under `CALLSTORE_DATA_DIR/spool`, one directory per receiver process
 (replicas on one machine never write to the same file):

@@ -1,4 +1,4 @@
-"""`POST /webhooks/alohub` (SPEC 5.1).
+"""`POST /webhooks/alohub`: Alohub's call events.
 
 Authenticate (constant time, several keys for rotation, the key names the
 tenant), read at most 256 KiB, parse, hand to the batch writer, answer 200

@@ -1,4 +1,4 @@
-"""Queue reports (SPEC 4 `/api/reports/queues`, `callstore report queues`).
+"""Queue reports (`/api/reports/queues`, `callstore report queues`).
 
 Both read analytics.queue_stats_* (the BI views) after a rollup refresh, with
 one parser for their parameters, so the CLI, the API and the dashboards show

@@ -1,4 +1,4 @@
-"""Queue rollups (SPEC 6, 7): per tenant, queue and 15-minute / hour / day bucket.
+"""Queue rollups: per tenant, queue and 15-minute / hour / day bucket.
 
 Maintenance is incremental. Triggers on callstore.calls append the
 (tenant, queue, started_at) of every inbound call inserted, changed or

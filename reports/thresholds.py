@@ -1,4 +1,4 @@
-"""Per-queue thresholds (SPEC 6): versioned, append-only.
+"""Per-queue thresholds: versioned, append-only.
 
 A new version is a row of callstore.queue_thresholds. Its insert trigger
 recompiles callstore.sla_seconds / short_abandon_seconds (the one definition

@@ -1,4 +1,4 @@
-"""Rejected webhook deliveries, kept with their raw body (SPEC 5.1)."""
+"""Rejected webhook deliveries, kept with their raw body."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Scheduled jobs: what a job is, and the advisory lock that makes N replicas
-run it once (SPEC 5.4). The scheduler itself (APScheduler) lives in the
+run it once. The scheduler itself (APScheduler) lives in the
 command line, which collects the jobs of every part."""
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class Settings:
     backfill_interval_s: int = 600
     backfill_overlap_s: int = 7200
     history_source: str = "searchCallV2"
-    #: Alert notifiers (SPEC 9). URLs may embed tokens (Slack's do): never in repr or logs.
+    #: Alert notifiers. URLs may embed tokens (Slack's do): never in repr or logs.
     alert_webhook_url: str | None = field(default=None, repr=False)
     alert_webhook_secret: str | None = field(default=None, repr=False)
     alert_slack_url: str | None = field(default=None, repr=False)
@@ -257,7 +257,7 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         media_url = f"{parts.scheme}://{parts.netloc}"
     hosts = _list(name("media_hosts"), raw.get("media_hosts"))
     if not hosts:
-        # SPEC 3: the hosts of the call API and of the media URL. Not the
+        # The hosts of the call API and of the media URL. Not the
         # gateway's: it serves JSON, and with its default always present the
         # recordings job could never be off for want of a configured host
         # (it would mark every webhook recording failed instead).

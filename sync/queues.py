@@ -2,7 +2,7 @@
 
 A call belongs to the queue whose `callinNumber` is its hotline, else to the
 queue a manual mapping names, else to none (`unassigned`); only inbound calls
-(SPEC 5.3). The rule is the SQL function `callstore.attribute_queue`, which
+(only inbound calls; hotline = callinNumber, else a manual mapping, else unassigned). The rule is the SQL function `callstore.attribute_queue`, which
 ingest applies to every written row. When the catalogue or a mapping changes,
 the calls of the affected hotlines are re-attributed with that same function
 (and their `updated_at` bumped, so incremental rollups pick them up).

@@ -53,7 +53,7 @@ def _iso(t: datetime, zone: ZoneInfo) -> str:
 
 
 def search_call_v2_request(window: Window, page: int, limit: int, zone: ZoneInfo) -> dict[str, Any]:
-    """ASSUMPTION: searchCallV2 takes its V1 sibling's body (api-facts 4.1, SPEC 5.2):
+    """ASSUMPTION: searchCallV2 takes its V1 sibling's body (the V1 call search):
     `starttime`/`endtime` ISO 8601 with offset, `page` from 1, `limit`."""
     start, end = window.inclusive_bounds(zone)
     return {"starttime": start, "endtime": end, "page": page, "limit": limit}

@@ -1,4 +1,4 @@
-"""`callstore alerts test|list|rules|backtest`: abandoned-call spike alerts (SPEC 9)."""
+"""`callstore alerts test|list|rules|backtest`: abandoned-call spike alerts."""
 
 from __future__ import annotations
 

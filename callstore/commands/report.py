@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("report", help="queue reports, thresholds, rollups, the BI role")
     rsub = p.add_subparsers(dest="report_command", required=True)
 
-    q = rsub.add_parser("queues", help="SPEC 6 figures per queue and bucket")
+    q = rsub.add_parser("queues", help="service level, abandoned and serviced figures per queue and bucket")
     q.add_argument("--from", dest="from_", required=True, help="ISO 8601; without offset in the tenant's zone")
     q.add_argument("--to", help="exclusive end, ISO 8601 (default now)")
     q.add_argument("--interval", choices=("15m", "hour", "day"), default="hour")

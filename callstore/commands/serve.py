@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 async def serve(settings: Settings, role: str) -> None:
     # A receiver has a spool: it starts, and acknowledges webhooks, even while
-    # an external database is down (SPEC 5.4); jobs skip their runs meanwhile.
+    # an external database is down (events go to the spool); jobs skip their runs meanwhile.
     # A scheduler alone has nothing to do without the database.
     async with database(settings, pool_size=20, tolerate_outage=role in ("all", "receiver")) as engine:
         metrics = Metrics()

@@ -130,7 +130,7 @@ CREATE TABLE callstore.api_tokens (
     last_used_at  timestamptz
 );
 
--- Queue attribution (SPEC 5.3), defined once: the catalogue's callinNumber,
+-- Queue attribution (only inbound calls belong to queues), defined once: the catalogue's callinNumber,
 -- else the manual mapping, else NULL (= unassigned). Only inbound calls.
 CREATE FUNCTION callstore.attribute_queue(p_tenant text, p_direction text, p_hotline text)
 RETURNS bigint LANGUAGE sql STABLE AS $$
@@ -144,7 +144,7 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
     END
 $$;
 
--- Metric building blocks (SPEC 6), defined once and used by analytics.calls
+-- Metric building blocks (docs/metrics.md), defined once and used by analytics.calls
 -- and the rollups. Whole seconds; NULL when not defined.
 CREATE FUNCTION callstore.is_answered(p_answered_at timestamptz, p_call_status text)
 RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
@@ -162,7 +162,7 @@ RETURNS integer LANGUAGE sql IMMUTABLE AS $$
     END
 $$;
 
--- Per-queue thresholds (SPEC 6). The defaults here; the reports migration
+-- Per-queue thresholds (SLA 20 s, short abandon 5 s by default). The defaults here; the reports migration
 -- replaces these with the versioned per-queue thresholds.
 CREATE FUNCTION callstore.sla_seconds(p_tenant text, p_queue_id bigint, p_started_at timestamptz)
 RETURNS integer LANGUAGE sql STABLE AS $$ SELECT 20 $$;

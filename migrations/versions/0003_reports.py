@@ -22,7 +22,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-#: Stored per bucket; every ratio of SPEC 6 is computed from these in the views.
+#: Stored per bucket; every ratio of docs/metrics.md is computed from these in the views.
 _COUNTS = (
     "offered", "answered", "abandoned", "short_abandoned", "unanswered_other", "in_progress",
     "answered_within_sla", "abandoned_within_sla", "wait_answered_count", "talk_count",
@@ -48,7 +48,7 @@ CREATE TABLE callstore.{name} (
 CREATE INDEX {name}_bucket ON callstore.{name} (tenant_id, bucket_start)"""
 
 
-# The formulas of SPEC 6, written once; docs/bi.md quotes them.
+# The metric formulas, written once; docs/bi.md and docs/metrics.md quote them.
 _RATIOS = """
     r.answered_within_sla::float8
         / NULLIF(r.answered + r.abandoned + r.unanswered_other - r.short_abandoned, 0) AS service_level,
@@ -109,7 +109,7 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
     SELECT (date_trunc('day', p_day_start AT TIME ZONE p_zone) + interval '1 day') AT TIME ZONE p_zone
 $$;
 
--- Versions of the per-queue thresholds (SPEC 6). Append-only: a change is a
+-- Versions of the per-queue thresholds (SLA and short-abandon seconds). Append-only: a change is a
 -- new row, so the history of every change stays. The effective version of a
 -- call is the one with the latest valid_from <= started_at (ties: latest id).
 -- queue_id NULL is the unassigned queue.

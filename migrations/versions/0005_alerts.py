@@ -14,7 +14,7 @@ depends_on = None
 
 
 UPGRADE = r"""
--- Rules (SPEC 9). One row per tenant (scope 'tenant', every value set) and
+-- Alert rules. One row per tenant (scope 'tenant', every value set) and
 -- optional per-queue overrides (scope 'queue'; queue_id NULL = the unassigned
 -- queue; a NULL value inherits the tenant row). reports/alerts/rules.py holds
 -- the defaults the tenant row is created with; docs/alerts.md says why.

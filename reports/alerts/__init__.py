@@ -1,4 +1,4 @@
-"""Abandoned-call spike alerts (SPEC 9).
+"""Abandoned-call spike alerts.
 
     rules.py      what fires: thresholds per tenant, overridable per queue
     baseline.py   the Wilson score interval and the same-hour-of-week spans

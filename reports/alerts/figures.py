@@ -1,7 +1,7 @@
 """The calls an evaluation looks at, read from callstore.calls and counted per queue.
 
 Outcomes come from the shared SQL functions (callstore.wait_seconds,
-callstore.call_outcome, callstore.short_abandon_seconds; SPEC 6), never
+callstore.call_outcome, callstore.short_abandon_seconds), never
 redefined here. Each call also carries `known_at`, the moment its outcome
 became known (answer or end). An evaluation at time t counts a call whose
 outcome is known only after t as in progress, so replaying history at t
@@ -56,7 +56,7 @@ class CallRow:
 
 @dataclass(frozen=True)
 class Figures:
-    """SPEC 6 counts of one queue over one window (abandoned includes short abandons)."""
+    """Counts of one queue over one window (abandoned includes short abandons)."""
 
     offered: int = 0
     answered: int = 0
@@ -76,7 +76,7 @@ class Figures:
 
     @property
     def abandon_rate(self) -> float | None:
-        """SPEC 6: (abandoned − short_abandoned) / handled; None when nothing was handled."""
+        """The abandon rate: (abandoned − short_abandoned) / handled; None when nothing was handled."""
         return self.abandoned_net / self.handled if self.handled else None
 
 

@@ -26,7 +26,7 @@ async def alert_metrics(engine: AsyncEngine) -> str:
     async with engine.connect() as conn:
         rows = (await conn.execute(_ROWS)).all()
     out = {
-        "rate": ["# HELP callstore_queue_abandon_rate Abandon rate (SPEC 6) of the alert window, per queue, at the last evaluation (NaN: no handled call)",
+        "rate": ["# HELP callstore_queue_abandon_rate Abandon rate ((abandoned - short abandoned) / handled) of the alert window, per queue, at the last evaluation (NaN: no handled call)",
                  "# TYPE callstore_queue_abandon_rate gauge"],
         "offered": ["# HELP callstore_queue_window_offered Calls offered in the alert window at the last evaluation",
                     "# TYPE callstore_queue_window_offered gauge"],

@@ -1,4 +1,4 @@
-"""Alert state, history and evaluation cursor in Postgres (SPEC 11: nothing in memory).
+"""Alert state, history and evaluation cursor in Postgres (nothing in memory: any replica may run the job).
 
 `evaluate_tenant` is one transaction: it reads the previous states, replays
 the minutes not yet evaluated (reports/alerts/evaluate.py), and writes the new

@@ -86,7 +86,7 @@ async def test_kill_9_and_postgres_restart_lose_nothing_and_backfill_converges(
             assert report.gave_up == [] and report.unacknowledged == [], report.summary()
             assert report.dropped_call_ids and report.duplicated and report.calls_out_of_order
 
-            # The spool ends empty (the 10 s drain bound of SPEC 5.4 is asserted in
+            # The spool ends empty (the 10 s drain bound of the spool is asserted in
             # tests/receiver/test_drain.py; here the database has been back for a while).
             async with httpx.AsyncClient(timeout=5) as client:
                 for _ in range(200):

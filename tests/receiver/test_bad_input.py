@@ -1,5 +1,5 @@
 """Bad input to every route of this branch: a 4xx with a JSON error, never a
-5xx, never a crash, nothing stored but the webhook's dead letters (SPEC 10)."""
+5xx, never a crash, nothing stored but the webhook's dead letters."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ async def spool_depth(url: str) -> float:
 
 
 async def wait_drained(url: str, seconds: float = 10) -> None:
-    """SPEC 5.4: drained within 10 seconds of Postgres being reachable again."""
+    """The spool is drained within 10 seconds of Postgres being reachable again."""
     for _ in range(int(seconds * 10)):
         if await spool_depth(url) == 0:
             return

@@ -1,4 +1,4 @@
-"""An independent reference for SPEC 6: plain Python over call rows, no SQL.
+"""An independent reference for the queue metrics (docs/metrics.md): plain Python over call rows, no SQL.
 
 Written from the spec's words, not from the SQL, so that a wrong formula in
 either shows up as a difference.

@@ -38,7 +38,7 @@ def scaled_clock(factor: float = 10.0):  # type: ignore[no-untyped-def]
 
 
 def expected_row(record: dict[str, Any], media_url: str) -> dict[str, Any]:
-    """What analytics.calls must hold for a history record (SPEC 5.3 normalisation)."""
+    """What analytics.calls must hold for a history record (after the merge's normalisation)."""
 
     def t(value: str) -> datetime | None:
         return datetime.fromisoformat(value).replace(tzinfo=ZONE) if value else None
