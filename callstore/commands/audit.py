@@ -45,13 +45,13 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             return rows
 
     rows = run_async(go())
-    print(f"{'id':>6}  {'accessed (UTC)':<19}  {'tenant':<12}  {'status':>6}  {'bytes':>10}  {'who':<20}  "
+    print(f"{'id':>6}  {'accessed (UTC)':<19}  {'tenant':<12}  {'status':>6}  {'bytes':>10}  {'who':<28}  "
           f"{'client':<15}  call")
     for r in rows:
         who = f"user {r['user_name']}" if r["user_name"] else (
             f"token {r['token_id']} {r['token_name'] or ''}".strip() if r["token_id"] else "no token")
         print(f"{r['id']:>6}  {r['accessed_at']:%Y-%m-%d %H:%M:%S}  {r['tenant_id'] or '-':<12}  "
-              f"{r['status_code']:>6}  {r['bytes_sent']:>10}  {who[:20]:<20}  {r['client_addr'] or '-':<15}  "
+              f"{r['status_code']:>6}  {r['bytes_sent']:>10}  {who[:28]:<28}  {r['client_addr'] or '-':<15}  "
               f"{_printable(r['call_id'])}")
     return 0
 
