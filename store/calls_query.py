@@ -85,6 +85,18 @@ def _bound(column: str, op: str, value: datetime, name: str, params: dict[str, A
 
 async def search_calls(conn: AsyncConnection, q: CallSearch) -> tuple[list[dict[str, Any]], Cursor | None]:
     """One page of calls matching `q`, and the cursor of the next page (None at the end)."""
+    sql, params = search_sql(q)
+    rows = [dict(r._mapping) for r in await conn.execute(text(sql), params)]
+    page = rows[: q.limit]
+    next_cursor = None
+    if len(rows) > q.limit:
+        last = page[-1]
+        next_cursor = Cursor(last["started_at"], last["tenant_id"], last["call_id"])
+    return page, next_cursor
+
+
+def search_sql(q: CallSearch) -> tuple[str, dict[str, Any]]:
+    """The statement of a search and its parameters (one row more than a page)."""
     where: list[str] = []
     params: dict[str, Any] = {"limit": q.limit + 1}
     if q.start is not None:
@@ -130,13 +142,7 @@ async def search_calls(conn: AsyncConnection, q: CallSearch) -> tuple[list[dict[
         ORDER BY {order}
         LIMIT :limit
     """
-    rows = [dict(r._mapping) for r in await conn.execute(text(sql), params)]
-    page = rows[: q.limit]
-    next_cursor = None
-    if len(rows) > q.limit:
-        last = page[-1]
-        next_cursor = Cursor(last["started_at"], last["tenant_id"], last["call_id"])
-    return page, next_cursor
+    return sql, params
 
 
 async def find_calls(conn: AsyncConnection, call_id: str, tenant: str | None = None) -> list[dict[str, Any]]:
