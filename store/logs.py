@@ -172,7 +172,7 @@ class TextFormatter(logging.Formatter):
     @staticmethod
     def _indent(text: str) -> str:
         lines = [_CONTROL.sub(_escape_control, part) for part in text.split("\n")]
-        return "\n".join(line if line.startswith("    ") or i == 0 else "    " + line for i, line in enumerate(lines))
+        return "\n".join(line if line.startswith("    ") else "    " + line for line in lines)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = (),
