@@ -1,4 +1,4 @@
-"""`GET /api/reports/queues` (reader token): SPEC 6 figures as JSON or CSV.
+"""`GET /api/reports/queues` (reader token): queue figures (offered, answered, abandoned, service level...) as JSON or CSV.
 
 The report itself is given by the command line (reports/ owns the SQL); this
 module only authenticates, hands over the query parameters and answers.
@@ -62,7 +62,7 @@ _ISO = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/reports/queues": {
         "get": {
-            "summary": "Queue service level, abandoned and serviced figures (SPEC 6) per bucket",
+            "summary": "Queue service level, abandoned and serviced figures per bucket",
             "description": "Reads the rollups behind analytics.queue_stats_15m/_hourly/_daily after refreshing them. "
                            "Times without offset are in the tenant's zone; `to` is exclusive.",
             "security": [{"bearer": []}],
@@ -72,7 +72,9 @@ OPENAPI_PATHS: dict[str, Any] = {
                 _param("interval", "bucket size", {"type": "string", "enum": ["15m", "hour", "day"], "default": "hour"}),
                 _param("queue", "queue id (Alohub callinId) or `unassigned`; default all",
                        {"type": "string", "pattern": r"^([0-9]{1,18}|unassigned)$"}),
-                _param("tenant", "tenant id; required when several are configured", {"type": "string"}),
+                _param("tenant", "tenant id: the token's own (default), or any one for an all-tenants admin token, "
+                       "which must name one when several are configured; another tenant answers 404",
+                       {"type": "string", "maxLength": 64}),
                 _param("format", "response format", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
             ],
             "responses": {
