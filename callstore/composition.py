@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from receiver.app import Extensions
+from receiver.audit import OPENAPI_PATHS as AUDIT_PATHS
+from receiver.audit import AuditAPI, RefusalAudit
 from receiver.calls_api import OPENAPI_PATHS as CALLS_PATHS
 from receiver.calls_api import CallsAPI
 from receiver.drain import Drainer
@@ -61,10 +63,13 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
         return await queue_report(engine, settings, params, formats=("json", "csv"))
 
     store = LocalRecordingStore(settings.recordings_dir)
+    audit = RefusalAudit(engine, [t.tenant_id for t in settings.tenants])
     ext = Extensions(
-        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(), *RecordingsAPI(engine, store).routes()],
-        openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS},
+        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(),
+                *RecordingsAPI(engine, store, audit).routes(), *AuditAPI(engine, settings).routes()],
+        openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS, **AUDIT_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics],
+        on_refused=audit.middleware_refused,
     )
     if spool:
         ext = spool_extensions(ext, settings, engine, metrics)

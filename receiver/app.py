@@ -18,12 +18,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from receiver.auth import Forbidden, TokenAuth
+from receiver.auth import Forbidden, NotVisible, OnRefused, TokenAuth
 from receiver.batcher import BatchWriter, Fallback
 from receiver.errors import error, http_exception, unhandled
 from receiver.health import Readiness, healthz
 from receiver.metrics import Metrics
 from receiver.openapi import OpenAPI
+from receiver.params import BadParameter
 from receiver.request_id import HEADER, RequestId, headers_too_large, identify
 from receiver.webhook import KeyRing, Webhook
 from store.ingest import IngestResult
@@ -50,6 +51,8 @@ class Extensions:
     lifespans: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[None]]] = field(default_factory=list)
     #: Serve `POST /webhooks/alohub` (not in a scheduler-only process).
     webhook: bool = True
+    #: Told of every request that the token check refuses (the recording audit).
+    on_refused: OnRefused | None = None
 
 
 def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None = None,
@@ -80,24 +83,33 @@ def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None =
     async def forbidden(request: Request, exc: Exception) -> Response:
         return error(403, str(exc))
 
+    async def not_visible(request: Request, exc: Exception) -> Response:
+        return error(404, str(exc))
+
+    async def bad_parameter(request: Request, exc: Exception) -> Response:
+        return error(400, str(exc))
+
     routes: list[BaseRoute] = [
         # Reached only for errors (wrong method): see WebhookFastPath.
         *([Route(WEBHOOK_PATH, webhook.endpoint, methods=["POST"])] if ext.webhook else []),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", Readiness(engine, head_revisions(), ext.spool_status).endpoint, methods=["GET"]),
-        Route("/metrics", metrics.endpoint_with(engine, ext.metrics_sources), methods=["GET"]),
+        Route("/metrics", metrics.endpoint_with(engine, ext.metrics_sources, settings.metrics_token), methods=["GET"]),
         Route("/openapi.json", OpenAPI(ext.openapi_paths, webhook=ext.webhook).endpoint, methods=["GET"]),
         *ext.routes,
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestId), Middleware(TokenAuth, engine=engine)],
-        exception_handlers={HTTPException: http_exception, Forbidden: forbidden, Exception: unhandled},
+        middleware=[Middleware(RequestId), Middleware(TokenAuth, engine=engine, on_refused=ext.on_refused)],
+        exception_handlers={HTTPException: http_exception, Forbidden: forbidden, NotVisible: not_visible,
+                            BadParameter: bad_parameter, Exception: unhandled},
         lifespan=lifespan,
     )
     app.state.writer = writer
     app.state.metrics = metrics
     app.state.engine = engine
+    #: The configured tenants, for the tenant scope of /api requests (receiver/auth.py).
+    app.state.tenant_ids = tuple(tenants)
     return WebhookFastPath(app, webhook if ext.webhook else None)
 
 

@@ -1,9 +1,16 @@
-"""`GET /api/calls` (search) and `GET /api/calls/{call_id}` (one call and its raw events)."""
+"""`GET /api/calls` (search) and `GET /api/calls/{call_id}` (one call and its raw events).
+
+Both read the caller's tenant only (`receiver.auth.caller`). Raw webhook
+payloads are for compliance and admin tokens: a reader sees each event's
+recording URL without its query string and credentials (a signed media URL
+would otherwise hand out the recording), and no payload.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.auth import require
+from receiver.auth import caller
 from receiver.errors import error
 from receiver.openapi import error_responses
 from receiver.params import BadParameter, check_text, int_param, text_param, when_param
@@ -30,20 +37,22 @@ from store.phone import canonical_phone
 from store.settings import Settings
 
 
-def parse_search(params: Mapping[str, str], settings: Settings) -> CallSearch:
-    """The search's filters from the query string; BadParameter names a bad one."""
+def parse_search(params: Mapping[str, str], settings: Settings, tenant: str | None) -> CallSearch:
+    """The search's filters from the query string, in `tenant` (the caller's);
+    BadParameter names a bad one. A search reads one tenant, in the order of
+    its index: the operator's token names it when several are configured."""
     qp = params
-    tenant = text_param(qp, "tenant")
+    if tenant is None:
+        names = ", ".join(t.tenant_id for t in settings.tenants)
+        raise BadParameter("tenant", f"several tenants are configured; name one of {names}")
     known = {t.tenant_id: t for t in settings.tenants}
-    if tenant is not None and tenant not in known:
-        raise BadParameter("tenant", f"unknown tenant {tenant!r}")
     start, end = when_param(qp, "from"), when_param(qp, "to")
     if start is not None and end is not None and (start.tzinfo is None) == (end.tzinfo is None) and start >= end:
         raise BadParameter("to", "must be after from")
     phones: tuple[str, ...] = ()
     phone = text_param(qp, "phone", 64)
     if phone is not None:
-        cc = known[tenant].country_code if tenant else settings.tenants[0].country_code
+        cc = known[tenant].country_code if tenant in known else settings.tenants[0].country_code
         canonical = canonical_phone(phone, cc)
         if canonical is None:
             raise BadParameter("phone", f"{phone!r} is not a phone number")
@@ -59,6 +68,8 @@ def parse_search(params: Mapping[str, str], settings: Settings) -> CallSearch:
         after = Cursor.decode(cursor_text) if cursor_text is not None else None
     except BadCursor as exc:
         raise BadParameter("cursor", str(exc)) from None
+    if after is not None and after.tenant_id != tenant:
+        raise BadParameter("cursor", "cursor is not one this API returned for this tenant")
     return CallSearch(
         start=start, end=end, phones=phones, queue=queue, tenant=tenant, after=after,
         agent=text_param(qp, "agent"),
@@ -84,9 +95,9 @@ class CallsAPI:
         ]
 
     async def search(self, request: Request) -> Response:
-        require(request, "reader")
+        who = caller(request, "reader")
         try:
-            q = parse_search(request.query_params, self.settings)
+            q = parse_search(request.query_params, self.settings, who.tenant)
         except BadParameter as exc:
             return error(400, str(exc))
         async with self.engine.connect() as conn:
@@ -94,20 +105,41 @@ class CallsAPI:
         return _json({"calls": calls, "next_cursor": cursor.encode() if cursor else None})
 
     async def detail(self, request: Request) -> Response:
-        require(request, "reader")
+        who = caller(request, "reader")
         try:
             call_id = check_text("call_id", request.path_params["call_id"])
-            tenant = text_param(request.query_params, "tenant")
         except BadParameter as exc:
             return error(400, str(exc))
         async with self.engine.connect() as conn:
-            found = await find_calls(conn, call_id, tenant)
+            found = await find_calls(conn, call_id, who.tenant)
             if len(found) != 1:
                 return _not_one(call_id, found)
             call = found[0]
             events = await call_events(conn, call["tenant_id"], call_id)
             recording = await call_recording(conn, call["tenant_id"], call_id)
+        if not who.token.allows("compliance"):
+            events = [_without_payload(e) for e in events]
         return _json({"call": call, "events": events, "recording": recording})
+
+
+def _without_payload(event: dict[str, Any]) -> dict[str, Any]:
+    payload = event.get("payload")
+    url = payload.get("recording_url") if isinstance(payload, dict) else None
+    return {**event, "payload": None, "recording_url": public_url(url) if isinstance(url, str) and url else None}
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials, query string and fragment (what a reader may see)."""
+    parts = urlsplit(url.strip())
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _not_one(call_id: str, found: list[dict[str, Any]]) -> Response:
@@ -119,7 +151,8 @@ def _not_one(call_id: str, found: list[dict[str, Any]]) -> Response:
 
 _STRING = {"type": "string"}
 _TENANT = {"name": "tenant", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 64},
-           "description": "tenant id; needed when the call id exists in several tenants"}
+           "description": "tenant id: the token's own (default), or any one for an all-tenants admin token; "
+                          "another tenant answers 404"}
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/calls": {
@@ -156,6 +189,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/calls/{call_id}": {
         "get": {
             "summary": "One merged call, its raw events and its recording's archive state",
+            "description": "Reader role. Raw payloads are for compliance and admin tokens; a reader gets each "
+                           "event's recording_url without query string and credentials, and payload null.",
             "security": [{"bearer": []}],
             "parameters": [
                 {"name": "call_id", "in": "path", "required": True, "schema": _STRING},

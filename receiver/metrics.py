@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
+
+from receiver.errors import error
 
 log = logging.getLogger("callstore.metrics")
 
@@ -40,11 +43,19 @@ class Metrics:
         self.job_runs = Counter("callstore_job_runs", "Scheduled job runs", ["job", "outcome"], registry=r)
 
     def endpoint_with(
-        self, engine: AsyncEngine, sources: Sequence[Callable[[AsyncEngine], Awaitable[str]]]
+        self, engine: AsyncEngine, sources: Sequence[Callable[[AsyncEngine], Awaitable[str]]],
+        token: str | None = None,
     ) -> Callable[[Request], Awaitable[Response]]:
-        """The /metrics endpoint: this process's registry plus `sources` (shared state in Postgres)."""
+        """The /metrics endpoint: this process's registry plus `sources` (shared state in Postgres).
+        With `token` (CALLSTORE_METRICS_TOKEN), only `Authorization: Bearer <token>` may read it."""
+        expected = f"Bearer {token}".encode() if token else None
 
         async def endpoint(request: Request) -> Response:
+            if expected is not None:
+                given = request.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+                if not hmac.compare_digest(given, expected):
+                    return error(401, "send Authorization: Bearer <the metrics token>",
+                                 headers={"WWW-Authenticate": "Bearer"})
             parts = [generate_latest(self.registry).decode()]
             for source in sources:
                 try:

@@ -19,41 +19,53 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from receiver.auth import require
+from receiver.audit import RefusalAudit
+from receiver.auth import Forbidden, NotVisible, caller
 from receiver.byte_ranges import ByteRange, Unsatisfiable, parse_range
 from receiver.errors import error
 from receiver.openapi import error_responses
-from receiver.params import BadParameter, check_text, text_param
+from receiver.params import BadParameter, check_text
 from store.engine import is_unavailable
 from store.recording_store import RecordingStore, encode_segment
 from store.recordings import Access, Recording, close_access, find_recordings, open_access
+from store.tokens import TokenInfo
 
 log = logging.getLogger("callstore.recordings")
 
 
 class RecordingsAPI:
-    def __init__(self, engine: AsyncEngine, store: RecordingStore) -> None:
+    def __init__(self, engine: AsyncEngine, store: RecordingStore, audit: RefusalAudit) -> None:
         self.engine = engine
         self.store = store
+        self.audit = audit
 
     def routes(self) -> list[Route]:
         return [Route("/api/recordings/{call_id:path}", self.get, methods=["GET"])]
 
     async def get(self, request: Request) -> Response:
-        token = require(request, "compliance")
+        token: TokenInfo = request.state.token
         try:
+            who = caller(request, "compliance")
             call_id = check_text("call_id", request.path_params["call_id"])
-            tenant = text_param(request.query_params, "tenant")
         except BadParameter as exc:
             return error(400, str(exc))
+        except Forbidden as exc:
+            return await self._refuse(request, token, token.tenant_id, 403, str(exc), "forbidden")
+        except NotVisible:
+            # The same answer as for a call without a recording: nothing is confirmed.
+            return await self._refuse(request, token, token.tenant_id, 404,
+                                      f"no stored recording for call {request.path_params['call_id'][:200]!r}",
+                                      "not_stored")
         async with self.engine.connect() as conn:
-            found = await find_recordings(conn, call_id, tenant)
+            found = await find_recordings(conn, call_id, who.tenant)
         if len(found) > 1:
             tenants = ", ".join(r.tenant_id for r in found)
-            return error(409, f"call {call_id!r} exists in tenants {tenants}; pass ?tenant=", code="ambiguous")
+            return await self._refuse(request, token, None, 409,
+                                      f"call {call_id!r} exists in tenants {tenants}; pass ?tenant=", "ambiguous")
         if not found or found[0].status != "stored" or found[0].storage_key is None:
             state = f" (archive state: {found[0].status})" if found else ""
-            return error(404, f"no stored recording for call {call_id!r}{state}", code="not_stored")
+            return await self._refuse(request, token, found[0].tenant_id if found else who.tenant, 404,
+                                      f"no stored recording for call {call_id!r}{state}", "not_stored")
         rec = found[0]
         size = await self.store.size(rec.storage_key)  # type: ignore[arg-type]
         if size is None or size != rec.size:
@@ -92,6 +104,11 @@ class RecordingsAPI:
             return error(416, f"range not satisfiable: the file has {size} bytes", code="range_not_satisfiable",
                          headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"})
         return AudioResponse(self, rec, size, byte_range, access_id, head=request.method == "HEAD")
+
+    async def _refuse(self, request: Request, token: TokenInfo, tenant: str | None, status: int, detail: str,
+                      code: str) -> Response:
+        await self.audit.refused(request, status, token, tenant)
+        return error(status, detail, code=code)
 
     async def finish(self, access_id: int, sent: int, complete: bool) -> None:
         try:
@@ -167,8 +184,10 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/recordings/{call_id}": {
         "get": {
             "summary": "A call's archived recording (audio/mpeg), with HTTP Range support",
-            "description": "Compliance role. Single byte ranges (206 + Content-Range; 416 when unsatisfiable); "
-                           "ETag is the file's SHA-256. Every access writes a row to analytics.recording_access.",
+            "description": "Compliance role; the token's tenant (another tenant's recording answers 404). "
+                           "Single byte ranges (206 + Content-Range; 416 when unsatisfiable); ETag is the file's "
+                           "SHA-256. Every request, refused ones included (401, 403, 404, 409), writes a row to "
+                           "analytics.recording_access.",
             "security": [{"bearer": []}],
             "parameters": [
                 {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}},

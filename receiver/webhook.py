@@ -23,6 +23,7 @@ from starlette.responses import Response
 from receiver.batcher import BatchWriter, Unstorable
 from receiver.errors import error
 from receiver.metrics import Metrics
+from receiver.refusals import RefusalLog
 from store.dead_letters import DeadLetter
 from store.errors import DatabaseUnavailable
 from store.ingest import Delivery
@@ -60,6 +61,7 @@ class Webhook:
         self.keys = keys
         self.writer = writer
         self.metrics = metrics
+        self.refusals = RefusalLog("webhook delivery")
 
     async def endpoint(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -72,6 +74,7 @@ class Webhook:
     async def _handle(self, request: Request) -> Response:
         tenant_id = self.keys.tenant(request.headers.get("authorization"))
         if tenant_id is None:
+            self.refusals.refused(request.client.host if request.client else None, "wrong webhook key")
             return error(401, "the Authorization header does not match a configured webhook key")
         received_at = datetime.now(timezone.utc)
 

@@ -23,8 +23,11 @@ def async_url(url: str) -> str:
 def create_engine(url: str, *, pool_size: int = 10, application_name: str = "callstore") -> AsyncEngine:
     # No pre-ping: it would cost a round trip per batch. A broken connection
     # fails its statement, SQLAlchemy drops it, and the caller retries or spools.
+    # hide_parameters: an error's text (logged, or printed by the CLI) never
+    # carries the statement's values (payloads, phone numbers, token hashes).
     return create_async_engine(
         async_url(url),
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,

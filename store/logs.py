@@ -137,14 +137,42 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out).decode()
 
 
+# Line breaks and other control characters (C0, DEL, C1, Unicode line and
+# paragraph separators) that a value from a webhook could carry into a message.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_control(m: re.Match[str]) -> str:
+    c = m.group(0)
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c, f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
 class TextFormatter(logging.Formatter):
+    """One record, one line: control characters in the message are escaped
+    (a call id with a line break cannot forge a log line); a traceback's own
+    lines are indented, so that none of them looks like the start of a record."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL.sub(_escape_control, record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: object) -> str:  # type: ignore[override]
+        return self._indent(super().formatException(ei))  # type: ignore[arg-type]
+
     def format(self, record: logging.LogRecord) -> str:
+        if record.exc_text:
+            record.exc_text = self._indent(record.exc_text)
         line = super().format(record)
         rid = getattr(record, "request_id", None) or request_id.get()
         return f"{line} [request {rid}]" if rid else line
+
+    @staticmethod
+    def _indent(text: str) -> str:
+        lines = [_CONTROL.sub(_escape_control, part) for part in text.split("\n")]
+        return "\n".join(line if line.startswith("    ") else "    " + line for line in lines)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = (),
@@ -188,7 +216,7 @@ def settings_secrets(settings: object) -> list[str]:
         out.extend(t.webhook_keys)
         if t.api_key:
             out.append(t.api_key)
-    for secret in (settings.alert_webhook_secret, settings.alert_slack_url):
+    for secret in (settings.alert_webhook_secret, settings.alert_slack_url, settings.metrics_token):
         if secret:
             out.append(secret)
     if settings.alert_webhook_url:

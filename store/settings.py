@@ -22,6 +22,8 @@ DEFAULT_TENANT = "default"
 DEFAULT_XAPI_URL = "https://xapi.alohub.vn"
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 DEFAULT_COUNTRY_CODE = "84"
+#: Shorter webhook keys could be guessed by a patient sender.
+MIN_WEBHOOK_KEY = 16
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class Settings:
     recordings_rate: float = 10.0
     recordings_max_attempts: int = 8
     recordings_interval_s: int = 60
+    #: Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks; "*" all). None by default.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Bearer token that /metrics requires; None: open, as Prometheus expects.
+    metrics_token: str | None = field(default=None, repr=False)
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -188,7 +194,30 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         recordings_rate=float(_int("CALLSTORE_RECORDINGS_RATE", get("CALLSTORE_RECORDINGS_RATE"), 10, lo=0, hi=10000)),
         recordings_max_attempts=_int("CALLSTORE_RECORDINGS_MAX_ATTEMPTS", get("CALLSTORE_RECORDINGS_MAX_ATTEMPTS"), 8, lo=1, hi=100),
         recordings_interval_s=_int("CALLSTORE_RECORDINGS_INTERVAL", get("CALLSTORE_RECORDINGS_INTERVAL"), 60, lo=5),
+        trusted_proxies=_proxies(get("CALLSTORE_TRUSTED_PROXIES")),
+        metrics_token=_secret("CALLSTORE_METRICS_TOKEN", get("CALLSTORE_METRICS_TOKEN")),
     )
+
+
+def _proxies(value: str | None) -> tuple[str, ...]:
+    name = "CALLSTORE_TRUSTED_PROXIES"
+    items = _list(name, value)
+    if "*" in items:
+        if len(items) > 1:
+            raise ConfigError(name, "'*' (every peer) cannot be combined with addresses")
+        return ("*",)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(name, f"{item!r} is not an IP address or network such as 10.0.0.0/8") from None
+    return tuple(items)
+
+
+def _secret(name: str, value: str | None) -> str | None:
+    if value is not None and (len(value) < 16 or any(c.isspace() for c in value)):
+        raise ConfigError(name, "must be at least 16 characters without spaces, e.g. from `openssl rand -hex 32`")
+    return value
 
 
 def _check_webhook_secret(value: str) -> None:
@@ -246,8 +275,9 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
 
     keys = _list(name("webhook_keys"), raw.get("webhook_keys"))
     for k in keys:
-        if len(k) < 8:
-            raise ConfigError(name("webhook_keys"), "each key must be at least 8 characters")
+        if len(k) < MIN_WEBHOOK_KEY:
+            raise ConfigError(name("webhook_keys"), f"each key must be at least {MIN_WEBHOOK_KEY} characters, "
+                                                    "e.g. from `openssl rand -hex 24`")
 
     api_url = _url(name("api_url"), raw.get("api_url"))
     xapi_url = _url(name("xapi_url"), raw.get("xapi_url")) or DEFAULT_XAPI_URL

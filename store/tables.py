@@ -94,6 +94,9 @@ calls = Table(
     Index("calls_transaction_id", "tenant_id", "transaction_id"),
     Index("calls_agent", "tenant_id", "agent"),
     Index("calls_updated_at", "updated_at"),
+    # The call search's order within a tenant (store/calls_query.py).
+    Index("calls_search_order", "tenant_id", text("coalesce(started_at, '-infinity'::timestamp with time zone)"),
+          "call_id"),
 )
 
 dead_letters = Table(
@@ -150,6 +153,11 @@ api_tokens = Table(
     Column("created_at", TZ, nullable=False, server_default=NOW),
     Column("revoked_at", TZ),
     Column("last_used_at", TZ),
+    # Migration 0007: the tenant the token reads; NULL with all_tenants for
+    # the operator's admin token, NULL without it for a token to re-issue.
+    Column("tenant_id", Text),
+    Column("all_tenants", Boolean, nullable=False, server_default=text("false")),
+    CheckConstraint("NOT all_tenants OR (tenant_id IS NULL AND role = 'admin')", name="api_tokens_scope"),
 )
 
 
@@ -441,7 +449,7 @@ recording_access = Table(
     Column("accessed_at", TZ, nullable=False, server_default=NOW),
     Column("token_id", BigInteger),
     Column("token_name", Text),
-    Column("tenant_id", Text, nullable=False),
+    Column("tenant_id", Text),  # NULL: a refused request that named no known tenant
     Column("call_id", Text, nullable=False),
     Column("client_addr", Text),
     Column("method", Text, nullable=False),
@@ -453,6 +461,8 @@ recording_access = Table(
     Column("bytes_sent", BigInteger, nullable=False),
     Column("complete", Boolean, nullable=False),
     Column("sha256", Text),
+    Column("user_name", Text),
     Index("recording_access_call", "tenant_id", "call_id", "accessed_at"),
     Index("recording_access_time", "accessed_at"),
+    Index("recording_access_tenant", "tenant_id", "id"),
 )

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from types import FrameType
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callstore.composition import build_extensions, build_jobs
 from callstore.runtime import database, run_async
@@ -19,6 +20,7 @@ from receiver.app import create_app
 from receiver.metrics import Metrics
 from store import migrate
 from store.settings import Settings
+from store.tokens import tokens_to_reissue
 
 log = logging.getLogger("callstore.serve")
 
@@ -69,12 +71,9 @@ async def serve(settings: Settings, role: str) -> None:
             ext.lifespans = [*ext.lifespans, run_scheduler]
         if not any(t.webhook_keys for t in settings.tenants):
             log.warning("ALOHUB_WEBHOOK_KEYS is not set: the webhook answers 401 to every delivery")
+        await _warn_tokens_to_reissue(engine)
         app = create_app(settings, engine, ext, metrics)
-        config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-            lifespan="on", timeout_graceful_shutdown=20, server_header=False,
-        )
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(server_config(app, settings))
         sockets = [_reuse_port_socket(settings.host, settings.port)] if settings.reuse_port else None
         # On SIGTERM uvicorn stops accepting, finishes in-flight requests, runs
         # the lifespan shutdown (batch writer, spool drainer, scheduler), then
@@ -90,6 +89,30 @@ async def serve(settings: Settings, role: str) -> None:
         if not server.started:
             raise RuntimeError("the server did not start; the reason is logged above")
         log.info("callstore %s stopped", role)
+
+
+async def _warn_tokens_to_reissue(engine: AsyncEngine) -> None:
+    try:
+        async with engine.connect() as conn:
+            count = await tokens_to_reissue(conn)
+    except Exception:  # noqa: BLE001 - the database may be down at start (a receiver spools); said elsewhere
+        return
+    if count:
+        log.warning("%d API token(s) belong to no tenant (created before tokens had one, with several tenants "
+                    "configured) and are refused: re-issue them with `callstore tokens create --tenant T`", count)
+
+
+def server_config(app: object, settings: Settings) -> uvicorn.Config:
+    """uvicorn's settings. X-Forwarded-For and -Proto are believed only from
+    CALLSTORE_TRUSTED_PROXIES (uvicorn alone trusts 127.0.0.1): else any local
+    process, or a proxy passing the header through, could choose the client
+    address that the recording audit keeps."""
+    proxies = settings.trusted_proxies
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,  # type: ignore[arg-type]
+        lifespan="on", timeout_graceful_shutdown=20, server_header=False,
+        proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else "",
+    )
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:

@@ -3,10 +3,18 @@ what the outbox stores), and its Slack rendering.
 
 Phone numbers appear in full: the message is the callback list. They are
 never logged.
+
+Every value that came from a webhook or from Alohub (caller numbers, queue
+names, call ids) is hostile: in Slack text it is escaped (`&`, `<`, `>`, so
+`<!channel>` or `<https://x|click>` stay plain text), its control characters
+and line breaks become spaces (no forged lines), and its `:`, `.` and `@` are
+followed by a zero-width space so that Slack links no URL, domain or address
+in it. The JSON payload needs nothing more: JSON encoding is its escaping.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +28,17 @@ from reports.alerts.rules import QueueId
 MAX_CALLERS = 200
 #: Slack lines are for people: fewer.
 MAX_SLACK_CALLERS = 40
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_LINKABLE = re.compile(r"([:.@])")
+
+
+def slack_text(value: object) -> str:
+    """An untrusted value as plain text inside a Slack mrkdwn message."""
+    text = _CONTROL.sub(" ", str(value))[:200]
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _LINKABLE.sub("\\1\u200b", text)
 
 
 def queue_label(queue_id: QueueId, queue_name: str | None) -> str:
@@ -83,30 +102,35 @@ def slack_body(payload: dict[str, Any]) -> dict[str, Any]:
     """Slack incoming-webhook body (mrkdwn text) for a payload of `alert_payload`."""
     d = payload["data"]
     if d.get("state") == "test":
-        return {"text": f":white_check_mark: {d['text']} (tenant {d['tenant_id']})"}
+        return {"text": f":white_check_mark: {d['text']} (tenant {slack_text(d['tenant_id'])})", **_NO_UNFURL}
+    queue, tenant = slack_text(d["queue"]), slack_text(d["tenant_id"])
     f, w, b = d["figures"], d["window"], d["baseline"]
     rate = f"{_pct(f['abandon_rate'])} ({f['abandoned'] - f['short_abandoned']} of {f['handled']} calls)"
     usual = (f"usual for this hour {_pct(b['abandon_rate'])} (at most {_pct(b['upper_bound'])}, "
              f"{b['handled']} calls over {b['weeks']} weeks)") if b else "too little history for a baseline"
     span = f"{_hm(w['start'])}–{_hm(w['end'])}"
     if d["state"] == "firing":
-        head = (f":rotating_light: *Abandoned calls spike* in queue *{d['queue']}* (tenant {d['tenant_id']})\n"
+        head = (f":rotating_light: *Abandoned calls spike* in queue *{queue}* (tenant {tenant})\n"
                 f"Last {w['minutes']} min ({span}): abandon rate {rate}, at least {_pct(f['rate_lower_bound'])} "
                 f"with {round(d['rule']['confidence'] * 100)} % confidence; {usual}; floor {_pct(d['rule']['floor_rate'])}.")
         title = "Call back"
     else:
-        head = (f":white_check_mark: *Resolved*: abandoned calls back to normal in queue *{d['queue']}* "
-                f"(tenant {d['tenant_id']})\nFired {_hm(d['fired_at'])}, resolved {_hm(d['resolved_at'])}. "
+        head = (f":white_check_mark: *Resolved*: abandoned calls back to normal in queue *{queue}* "
+                f"(tenant {tenant})\nFired {_hm(d['fired_at'])}, resolved {_hm(d['resolved_at'])}. "
                 f"Last {w['minutes']} min ({span}): abandon rate {rate}; {usual}.")
         title = "Abandoned during the alert"
     callers = d["abandoned_callers"]
-    lines = [f"• {c['caller_number'] or 'unknown number'}: waited {c['wait_seconds']} s at {_hm(c['started_at'])}"
+    lines = [f"• {slack_text(c['caller_number']) if c['caller_number'] else 'unknown number'}: waited {c['wait_seconds']} s at {_hm(c['started_at'])}"
              for c in callers[:MAX_SLACK_CALLERS]]
     more = d["abandoned_callers_count"] - len(lines)
     if more > 0:
         lines.append(f"… and {more} more (see the webhook payload or analytics.calls)")
     body = f"{head}\n*{title}* ({d['abandoned_callers_count']}):\n" + "\n".join(lines) if lines else head
-    return {"text": body}
+    return {"text": body, **_NO_UNFURL}
+
+
+#: No previews of whatever a message might still link to.
+_NO_UNFURL = {"unfurl_links": False, "unfurl_media": False}
 
 
 def _round(x: float | None) -> float | None:

@@ -109,7 +109,7 @@ RAW = [
 @pytest.fixture
 async def token(engine: AsyncEngine) -> str:
     async with engine.begin() as conn:
-        _, plain = await create_token(conn, "fuzz", "reader")
+        _, plain = await create_token(conn, "fuzz", "reader", "default")
     return plain
 
 

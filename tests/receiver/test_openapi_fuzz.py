@@ -40,7 +40,7 @@ async def schemathesis(url: str, cwd: Path, authorization: str, *filters: str) -
 
 async def test_documented_api_never_answers_5xx(receiver: str, engine: AsyncEngine, tmp_path: Path) -> None:
     async with engine.begin() as conn:
-        _, admin = await create_token(conn, "fuzz-admin", "admin")
+        _, admin = await create_token(conn, "fuzz-admin", "admin", None)
     async with httpx.AsyncClient() as client:
         doc = (await client.get(f"{receiver}/openapi.json")).json()
     api = sum(len(item) for path, item in doc["paths"].items() if path.startswith("/api/"))

@@ -48,8 +48,8 @@ async def archive(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Archive]
     await load(engine, settings, records[2:])
     async with engine.begin() as conn:
         assert await enqueue(conn) == 1  # enqueued, not yet downloaded: pending
-        _, reader = await create_token(conn, "grafana", "reader")
-        _, compliance = await create_token(conn, "officer", "compliance")
+        _, reader = await create_token(conn, "grafana", "reader", "default")
+        _, compliance = await create_token(conn, "officer", "compliance", "default")
         key = await conn.scalar(text("SELECT storage_key FROM callstore.recordings WHERE call_id = :c"),
                                 {"c": records[0]["call_id"]})
     app = create_app(settings, engine, build_extensions(settings, engine, "all", Metrics()))
@@ -119,7 +119,9 @@ async def test_roles_and_missing(archive: Archive, engine: AsyncEngine) -> None:
     assert unknown.status_code == 404 and unknown.json()["error"] == "not_stored"
     nul = await c.get("/api/recordings/a%00b", headers=archive.compliance)
     assert nul.status_code == 400 and nul.json()["detail"].startswith("call_id")
-    assert await audit(engine) == []  # nothing was served, nothing audited
+    # Nothing was served; every refusal but the malformed id is audited, without bytes.
+    rows = await audit(engine)
+    assert [(r["status_code"], r["bytes_sent"]) for r in rows] == [(403, 0), (401, 0), (404, 0), (404, 0)]
 
     archive.store.path(archive.storage_key).write_bytes(b"ID3 tampered")
     altered = await c.get(f"/api/recordings/{archive.call_id}", headers=archive.compliance)

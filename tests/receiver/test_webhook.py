@@ -202,7 +202,7 @@ async def test_a_scheduler_process_takes_no_webhooks(engine) -> None:  # type: i
     settings = test_settings()
     metrics = Metrics()
     async with engine.begin() as conn:
-        _, admin = await create_token(conn, "scheduler-test", "admin")
+        _, admin = await create_token(conn, "scheduler-test", "admin", "default")
     app = create_app(settings, engine, build_extensions(settings, engine, "scheduler", metrics), metrics)
     async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
         r = await client.post("/webhooks/alohub", content=b'{"call_id": "s1"}', headers={"Authorization": WEBHOOK_KEY})

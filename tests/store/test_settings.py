@@ -18,13 +18,13 @@ def test_defaults() -> None:
 
 def test_single_tenant_from_environment() -> None:
     s = parse_settings({
-        "ALOHUB_WEBHOOK_KEYS": "key-one-123, key-two-456",
+        "ALOHUB_WEBHOOK_KEYS": "key-one-1234567890, key-two-4567890123",
         "ALOHUB_API_URL": "https://2.alohub.vn:9909/api",
         "ALOHUB_API_KEY": "sk_live_secret",
         "ALOHUB_TENANT_ID": "20260310",
     })
     [t] = s.tenants
-    assert t.tenant_id == "20260310" and t.webhook_keys == ("key-one-123", "key-two-456")
+    assert t.tenant_id == "20260310" and t.webhook_keys == ("key-one-1234567890", "key-two-4567890123")
     assert t.media_url == "https://2.alohub.vn:9909"
     assert set(t.media_hosts) == {"2.alohub.vn"}  # the API's and the media URL's hosts, not the gateway's
     assert "sk_live_secret" not in repr(s) and "key-one" not in repr(s) and "sk_live_secret" not in repr(t)
@@ -65,14 +65,14 @@ def test_database_url_password_not_in_error() -> None:
 def test_tenants_file(tmp_path: Path) -> None:
     f = tmp_path / "tenants.toml"
     f.write_text(
-        '[tenants.hanoi]\nwebhook_keys = ["hanoi-key-0001"]\napi_url = "https://a.example:9909/api"\napi_key = "k1"\n'
-        '[tenants.paris]\nwebhook_keys = ["paris-key-0001"]\ntimezone = "Europe/Paris"\n'
+        '[tenants.hanoi]\nwebhook_keys = ["hanoi-key-000000001"]\napi_url = "https://a.example:9909/api"\napi_key = "k1"\n'
+        '[tenants.paris]\nwebhook_keys = ["paris-key-000000001"]\ntimezone = "Europe/Paris"\n'
     )
     s = parse_settings({"CALLSTORE_TENANTS_FILE": str(f)})
     assert [t.tenant_id for t in s.tenants] == ["hanoi", "paris"]
     assert s.tenant("paris").timezone == "Europe/Paris" and s.tenant("hanoi").has_api
 
-    f.write_text('[tenants.a]\nwebhook_keys = ["same-key-0001"]\n[tenants.b]\nwebhook_keys = ["same-key-0001"]\n')
+    f.write_text('[tenants.a]\nwebhook_keys = ["same-key-000000001"]\n[tenants.b]\nwebhook_keys = ["same-key-000000001"]\n')
     with pytest.raises(ConfigError, match="share a webhook key"):
         parse_settings({"CALLSTORE_TENANTS_FILE": str(f)})
     f.write_text('[tenants.a]\nwebhok_keys = ["typo-key-0001"]\n')

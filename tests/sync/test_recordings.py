@@ -206,8 +206,8 @@ def test_without_any_media_host_the_job_is_off_not_failing_every_recording() -> 
     from store.settings import parse_settings
     from sync.recordings import media_disabled_reason
 
-    webhook_only = parse_settings({"ALOHUB_WEBHOOK_KEYS": "key-one-123"})
+    webhook_only = parse_settings({"ALOHUB_WEBHOOK_KEYS": "key-one-1234567890"})
     assert webhook_only.tenants[0].media_hosts == ()
     assert "ALOHUB_MEDIA_HOSTS" in (media_disabled_reason(webhook_only) or "")
-    with_api = parse_settings({"ALOHUB_WEBHOOK_KEYS": "key-one-123", "ALOHUB_API_URL": "https://2.alohub.vn:9909/api"})
+    with_api = parse_settings({"ALOHUB_WEBHOOK_KEYS": "key-one-1234567890", "ALOHUB_API_URL": "https://2.alohub.vn:9909/api"})
     assert media_disabled_reason(with_api) is None
