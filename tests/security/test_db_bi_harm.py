@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callstore.composition import build_jobs
@@ -25,7 +24,6 @@ from reports.alerts.job import run_alerts
 from reports.queries import queue_report
 from reports.thresholds import set_thresholds
 from store import migrate
-from store.embedded import DB_NAME
 from store.ingest import Delivery, ingest
 from store.privileges import restrict_public
 from store.settings import Settings
@@ -103,7 +101,7 @@ async def test_advisory_locks_taken_by_the_bi_role_stall_nothing(engine: AsyncEn
     await migrate.upgrade(engine)
 
 
-async def test_the_bi_role_cannot_write_even_read_write(engine: AsyncEngine, db_url: str, pg_server: str) -> None:
+async def test_the_bi_role_cannot_write_even_read_write(engine: AsyncEngine, db_url: str) -> None:
     su = await asyncpg.connect(db_url)  # the embedded server's own restrictions, as `serve` applies them
     try:
         await restrict_public(su)
@@ -167,3 +165,19 @@ async def test_limits_and_time_zone(engine: AsyncEngine, db_url: str, settings: 
                 await connect(role)
         finally:
             await first.close()
+
+
+async def test_a_report_never_waits_for_a_refresh(engine: AsyncEngine, settings: Settings) -> None:
+    """Before, every report refreshed the rollups under one global lock: reports
+    queued behind each other and behind the job. Now a refresh in progress
+    (here: its lock held and not released) does not delay a report."""
+    from reports.rollups import LOCK_NAME
+    from store.locks import hold
+
+    await fill_every_table(engine, settings)
+    params = {"from": "2026-11-20", "to": "2026-11-21", "interval": "day", "tenant": "default", "format": "json"}
+    async with engine.connect() as refresh:
+        await hold(refresh, LOCK_NAME)
+        _, body = await asyncio.wait_for(queue_report(engine, settings, params), GUARD_S)
+        assert json.loads(body)["rows"][0]["offered"] == 3
+        await refresh.rollback()

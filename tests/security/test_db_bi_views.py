@@ -4,6 +4,10 @@ recordings`, from callstore.recording_status(), as soon as the archive had rows)
 
 from __future__ import annotations
 
+import uuid
+
+import asyncpg
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,3 +65,33 @@ async def test_a_hostile_search_path_does_not_redirect_the_definer_function(
             assert await bi.fetchval("SELECT recording_status FROM analytics.calls WHERE call_id = 'default-c0'") == "stored"
         finally:
             await bi.close()
+
+
+async def test_a_bi_role_made_before_the_upgrade_keeps_reading(engine: AsyncEngine, db_url: str,
+                                                               settings: Settings) -> None:
+    """Upgrading revokes EXECUTE on callstore's functions from PUBLIC; roles that
+    already read analytics get EXECUTE on what the views call, in the same migration."""
+    from store import migrate
+    from tests.security.bi import PASSWORD, as_role
+
+    await migrate.downgrade(engine, "0006")
+    name = f"bi_{uuid.uuid4().hex[:10]}"
+    async with engine.begin() as conn:  # what `report bi-role` granted before
+        for sql in (f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD.replace(chr(39), chr(39) * 2)}'",
+                    f"GRANT USAGE ON SCHEMA callstore, analytics TO {name}",
+                    f"GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO {name}"):
+            await conn.execute(text(sql))
+    try:
+        await migrate.upgrade(engine)
+        await fill_every_table(engine, settings)
+        bi = await asyncpg.connect(as_role(db_url, name, PASSWORD))
+        try:
+            assert len(await bi.fetch("SELECT * FROM analytics.calls")) == 6
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await bi.fetch("SELECT callstore.attribute_queue('default', 'inbound', '1')")
+        finally:
+            await bi.close()
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP OWNED BY {name}"))
+            await conn.execute(text(f"DROP ROLE {name}"))
