@@ -29,10 +29,19 @@ _LO_FUNCTIONS = """
 async def restrict_public(conn: asyncpg.Connection) -> None:
     """Revoke from PUBLIC: CONNECT and TEMP on every other database, TEMP on
     this one, EXECUTE on the large-object functions (in this database)."""
-    this = await conn.fetchval("SELECT current_database()")
+    this, owner, owner_is_super = await conn.fetchrow(
+        "SELECT d.datname, r.rolname, r.rolsuper FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
+        "WHERE d.datname = current_database()")
+    owner_ident = '"' + owner.replace('"', '""') + '"'
     for (name,) in await conn.fetch("SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1"):
         ident = '"' + name.replace('"', '""') + '"'
-        rights = "TEMPORARY" if name == this else "CONNECT, TEMPORARY"
-        await conn.execute(f"REVOKE {rights} ON DATABASE {ident} FROM PUBLIC")
+        if name == this:
+            await conn.execute(f"REVOKE TEMPORARY ON DATABASE {ident} FROM PUBLIC")
+            continue
+        await conn.execute(f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident} FROM PUBLIC")
+        if not owner_is_super:
+            # The service's role (the owner of its database) keeps reaching the
+            # maintenance database, as it did through PUBLIC.
+            await conn.execute(f"GRANT CONNECT ON DATABASE {ident} TO {owner_ident}")
     for (function,) in await conn.fetch(_LO_FUNCTIONS):
         await conn.execute(f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC")
