@@ -1,4 +1,4 @@
-"""APScheduler 3.11 running the jobs of every part, each under its advisory lock."""
+"""APScheduler 3.11 running the jobs of every part, each under its lease (store/jobs.py)."""
 
 from __future__ import annotations
 

@@ -63,7 +63,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/reports/queues": {
         "get": {
             "summary": "Queue service level, abandoned and serviced figures per bucket",
-            "description": "Reads the rollups behind analytics.queue_stats_15m/_hourly/_daily after refreshing them. "
+            "description": "Reads the rollups behind analytics.queue_stats_15m/_hourly/_daily as they are "
+                           "(the scheduler refreshes them every 5 seconds). "
                            "Times without offset are in the tenant's zone; `to` is exclusive.",
             "security": [{"bearer": []}],
             "parameters": [

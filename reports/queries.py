@@ -1,8 +1,10 @@
 """Queue reports (`/api/reports/queues`, `callstore report queues`).
 
-Both read analytics.queue_stats_* (the BI views) after a rollup refresh, with
-one parser for their parameters, so the CLI, the API and the dashboards show
-the same figures.
+Both read analytics.queue_stats_* (the BI views) as they are, with one
+parser for their parameters, so the CLI, the API and the dashboards show the
+same figures. A report never refreshes the rollups (nor waits for a refresh):
+the scheduled job does, every few seconds, so requests never queue behind
+each other or behind a lock.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reports.rollups import refresh_rollups
 from store.settings import Settings
 
 VIEWS = {"15m": "analytics.queue_stats_15m", "hour": "analytics.queue_stats_hourly", "day": "analytics.queue_stats_daily"}
@@ -131,10 +132,9 @@ async def read_queue_report(conn: AsyncConnection, req: QueueReportRequest) -> l
 
 async def queue_report(engine: AsyncEngine, settings: Settings, params: Mapping[str, str | None],
                        formats: Sequence[str] = FORMATS) -> tuple[str, bytes]:
-    """Parse, refresh the rollups, read, render: (media type, body). Raises InvalidParameter."""
+    """Parse, read, render: (media type, body). Raises InvalidParameter."""
     req = parse_request(params, settings, formats)
-    async with engine.begin() as conn:
-        await refresh_rollups(conn)
+    async with engine.connect() as conn:
         rows = await read_queue_report(conn, req)
     return render(req, rows)
 

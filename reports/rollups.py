@@ -14,8 +14,10 @@ pays one INSERT ... SELECT per statement. `refresh_rollups` then
    the day rows from the hour rows.
 
 Its work is proportional to the changed calls (and the calls sharing their
-buckets), not to the history. Refreshes are serialised by a transaction-level
-advisory lock; keys added while one runs stay for the next one.
+buckets), not to the history. Refreshes are serialised by a row lock only the
+service can take (store/locks.py); keys added while one runs stay for the
+next one. Reports never refresh: they read the rollups as they are, and the
+scheduled job keeps them within seconds of the calls.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from store.locks import hold
 from store.settings import Settings
 from store.tables import ROLLUP_COUNTS, ROLLUP_SUMS
 
-#: Two-key advisory lock (the one-key space is the ingest path's per-call locks).
-_LOCK = text("SELECT pg_advisory_xact_lock(1919905900, 2)")
+#: The row of callstore.locks that serialises refreshes and rebuilds.
+LOCK_NAME = "rollups"
 # The planner cannot know that each key's range holds ~10 calls: it estimates
 # millions of rows, so PostgreSQL's JIT compiles the statements, which took
 # ~0.6 s of a 1.4 s recompute of 9,000 buckets in bench/reports. The work is
@@ -154,7 +157,7 @@ class RefreshResult:
 async def refresh_rollups(conn: AsyncConnection) -> RefreshResult:
     """Recompute the buckets of every call changed since the last refresh (caller commits)."""
     t0 = time.perf_counter()
-    await conn.execute(_LOCK)
+    await hold(conn, LOCK_NAME)
     await conn.execute(_NO_JIT)
     keys = (await conn.execute(_TAKE_DIRTY)).all()
     if keys:
@@ -229,7 +232,7 @@ _WINDOW_STEPS = [
 async def rebuild_rollups(conn: AsyncConnection) -> float:
     """Recompute every rollup row from callstore.calls (caller commits); returns seconds."""
     t0 = time.perf_counter()
-    await conn.execute(_LOCK)
+    await hold(conn, LOCK_NAME)
     for step in _CLEAR:
         await conn.execute(step)
     for tenant_id, lo, hi in (await conn.execute(_WINDOWS)).all():

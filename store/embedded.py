@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from store.errors import CallstoreError
+from store.privileges import restrict_public
 
 log = logging.getLogger("callstore.embedded")
 SYSTEM_USER = "callstore-pg"
@@ -235,5 +236,10 @@ async def ensure_database(server: EmbeddedPostgres, name: str = DB_NAME) -> None
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
             await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(server.url(name))
+    try:
+        await restrict_public(conn)
     finally:
         await conn.close()

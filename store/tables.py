@@ -466,3 +466,22 @@ recording_access = Table(
     Index("recording_access_time", "accessed_at"),
     Index("recording_access_tenant", "tenant_id", "id"),
 )
+
+# --- coordination (migration 0008): rows only the service may lock ---
+
+#: Who runs each scheduled job until when (store/jobs.py).
+job_leases = Table(
+    "job_leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text),
+    Column("acquired_at", TZ),
+    Column("expires_at", TZ, nullable=False, server_default=text("'-infinity'::timestamp with time zone")),
+)
+
+#: Serialisation points locked FOR UPDATE inside a transaction (store/locks.py).
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", Text, primary_key=True),
+)

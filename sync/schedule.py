@@ -1,6 +1,6 @@
 """The scheduled jobs of sync/: the backfill and the queue catalogue.
 
-Both run under the scheduler's advisory lock (N replicas, one run). The rate
+Both run under the scheduler's job lease (N replicas, one run). The rate
 limits are process-wide state shared by both jobs' clients; each run opens
 an HTTP client for its own duration (a run every 10 minutes does not need a
 connection kept open in between).

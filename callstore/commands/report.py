@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from callstore.runtime import UsageError, database, parse_when, run_async
-from reports.bi_role import ensure_bi_role, valid_role_name
+from reports.bi_role import (DEFAULT_CONNECTION_LIMIT, DEFAULT_STATEMENT_TIMEOUT_S, ensure_bi_role,
+                             psql_command, valid_role_name)
 from reports.queries import FORMATS, InvalidParameter, queue_report
 from reports.rollups import rebuild_rollups, refresh_rollups
 from reports.thresholds import list_thresholds, set_thresholds
@@ -48,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b = rsub.add_parser("bi-role", help="create or update a read-only role that sees schema analytics only")
     b.add_argument("--name", required=True)
     b.add_argument("--password-env", required=True, metavar="VAR", help="environment variable holding the password")
+    b.add_argument("--statement-timeout", type=int, default=DEFAULT_STATEMENT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"default statement_timeout of its sessions (default {DEFAULT_STATEMENT_TIMEOUT_S})")
+    b.add_argument("--connection-limit", type=int, default=DEFAULT_CONNECTION_LIMIT, metavar="N",
+                   help=f"most connections it may open at once (default {DEFAULT_CONNECTION_LIMIT})")
+    b.add_argument("--timezone", metavar="ZONE",
+                   help="its sessions' time zone (default: the tenant's; required when tenants' zones differ)")
     b.set_defaults(func=_bi_role)
 
 
@@ -159,11 +166,36 @@ def _bi_role(args: argparse.Namespace, settings: Settings) -> int:
     password = secret_from_env(args.password_env)
     if not password:
         raise UsageError(f"--password-env: the environment variable {args.password_env} is not set or empty")
+    if args.statement_timeout < 1:
+        raise UsageError("--statement-timeout: whole seconds >= 1")
+    if args.connection_limit < 1:
+        raise UsageError("--connection-limit: at least 1")
+    zone = args.timezone or _bi_zone(settings)
 
-    async def go() -> bool:
-        async with database(settings) as engine, engine.begin() as conn:
-            return await ensure_bi_role(conn, args.name, password)
+    async def go() -> tuple[bool, str]:
+        async with database(settings) as engine:
+            async with engine.begin() as conn:
+                created = await ensure_bi_role(conn, args.name, password, statement_timeout_s=args.statement_timeout,
+                                               connection_limit=args.connection_limit, timezone=zone)
+            return created, psql_command(engine.url, args.name)
 
-    created = run_async(go())
-    print(f"role {args.name} {'created' if created else 'updated'}: read-only, schema analytics")
+    try:
+        created, psql = run_async(go())
+    except ValueError as exc:
+        name, _, detail = str(exc).partition(": ")
+        raise UsageError(f"--{name.replace(' ', '-')}: {detail}") from None
+    print(f"role {args.name} {'created' if created else 'updated'}: read-only, schema analytics; "
+          f"statement timeout {args.statement_timeout} s, at most {args.connection_limit} connections, "
+          f"time zone {zone}")
+    print(f"connect with: {psql}")
+    print(f"password: the value of ${args.password_env} (callstore does not store it)")
     return 0
+
+
+def _bi_zone(settings: Settings) -> str:
+    """The tenants' zone; several tenants in different zones must name one."""
+    zones = sorted({t.timezone for t in settings.tenants})
+    if len(zones) == 1:
+        return zones[0]
+    raise UsageError(f"--timezone: the tenants are in different time zones ({', '.join(zones)}); name the one "
+                     "BI sessions should use")

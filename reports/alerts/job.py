@@ -1,6 +1,6 @@
 """The alerts job: every minute, evaluate every tenant's queues, then send the outbox.
 
-Run by the scheduler under the job's advisory lock (once across replicas);
+Run by the scheduler under the job's lease (once across replicas);
 each tenant's evaluation also takes a transaction lock and a cursor, so a
 minute is never evaluated twice even by a stray concurrent run.
 """

@@ -2,7 +2,7 @@
 alert state, then sent by the job. A crash between the two delays a message;
 it never loses one (at-least-once: receivers dedupe on `webhook-id`).
 
-Sending is done by the alerts job, which holds the job's advisory lock, so one
+Sending is done by the alerts job, which holds the job's lease, so one
 replica sends. A message that keeps failing is retried with a growing pause,
 then marked failed; each failed attempt is a row of alert_delivery_failures.
 """

@@ -7,7 +7,6 @@ states, the alert history and the outbox rows together.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -21,12 +20,12 @@ from reports.alerts.figures import abandoned_callers
 from reports.alerts.message import alert_payload
 from reports.alerts.outbox import enqueue
 from reports.alerts.rules import QueueId, ensure_default_rules, load_rules
+from store.locks import hold
 from store.settings import TenantSettings
 
 #: Minutes missed (scheduler down, database down) that a run catches up on;
 #: past that, evaluation resumes at the current minute.
 MAX_CATCH_UP = 30
-_LOCK_SPACE = 0x616C7274  # "alrt"
 
 
 @dataclass
@@ -57,8 +56,7 @@ class Evaluated:
 async def evaluate_tenant(conn: AsyncConnection, tenant: TenantSettings, now: datetime,
                           notifiers: Sequence[str]) -> Evaluated:
     """Evaluate the minutes up to `now` not evaluated yet, in the caller's transaction."""
-    key = int.from_bytes(hashlib.blake2b(tenant.tenant_id.encode(), digest_size=4).digest(), "big", signed=True)
-    await conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": _LOCK_SPACE, "b": key})
+    await hold(conn, f"alerts:{tenant.tenant_id}")
     at = minute(now)
     last = await conn.scalar(text("SELECT evaluated_at FROM callstore.alert_cursors WHERE tenant_id = :t"),
                              {"t": tenant.tenant_id})
