@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store import migrate
 from store.embedded import EmbeddedPostgres, ensure_database
+from store.embedded import supervise as supervise_embedded
 from store.engine import create_engine, is_unavailable
 from store.errors import CallstoreError, ConfigError
 from store.logs import Redact, settings_secrets, setup_logging
@@ -76,11 +77,19 @@ def run_command(args: argparse.Namespace) -> int:
 
 @contextlib.asynccontextmanager
 async def database(settings: Settings, *, upgrade: bool = True, pool_size: int = 10,
-                   tolerate_outage: bool = False) -> AsyncIterator[AsyncEngine]:
+                   tolerate_outage: bool = False, create: bool = False,
+                   supervise: bool = False) -> AsyncIterator[AsyncEngine]:
     """An engine on DATABASE_URL or the embedded server, migrated to head.
+
+    Only with `create` (serve, migrate) is a new embedded database initialised;
+    any other command refuses to run where there is none, rather than answer
+    from an empty one.
 
     An embedded server that this call started is stopped again at the end,
     so one-off commands leave nothing running; one already running is left.
+    With `supervise` (serve), the server is also restarted when it dies and,
+    unless another live serve supervises it, stopped at the end even when it
+    was found running (the orphan of a killed serve).
 
     With `tolerate_outage` (a receiver: it has a spool), an external database
     that cannot be reached at start does not stop the process: the engine is
@@ -88,16 +97,27 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
     the background as soon as the database answers.
     """
     server: EmbeddedPostgres | None = None
-    started = False
+    started = owned = False
     url = settings.database_url
     if url is None:
         server = EmbeddedPostgres(settings.data_dir)
+        if not create and not server.initialised:
+            raise UsageError(f"no callstore database at {settings.data_dir.resolve()}; "
+                             "start it with `callstore serve` or set DATABASE_URL")
         started = await asyncio.to_thread(server.ensure_started)
         await ensure_database(server)
         url = server.url()
+        if supervise:
+            owned = server.claim_supervision()
+            if owned and not started:
+                log.info("adopted the embedded PostgreSQL already running (pid %s): it is stopped when this "
+                         "process stops", server.postmaster_pid())
     engine = create_engine(url, pool_size=pool_size)
     pending: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
     try:
+        if server is not None and owned:
+            watcher = asyncio.create_task(supervise_embedded(server), name="supervise-postgres")
         if upgrade:
             try:
                 await _prepare(engine, settings)
@@ -109,13 +129,16 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
                 pending = asyncio.create_task(_prepare_when_reachable(engine, settings), name="prepare-database")
         yield engine
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending
+        for task in (pending, watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await engine.dispose()
-        if server is not None and started:
+        if server is not None and (started or owned):
             await asyncio.to_thread(server.stop)
+        if server is not None and owned:
+            server.release_supervision()
 
 
 async def _prepare(engine: AsyncEngine, settings: Settings) -> None:

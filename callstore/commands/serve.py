@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> None:
-        async with database(settings) as engine:
+        async with database(settings, create=True) as engine:
             print(f"database at revision {', '.join(sorted(await migrate.current_revisions(engine)))}")
 
     run_async(go())
@@ -51,7 +51,8 @@ async def serve(settings: Settings, role: str) -> None:
     # A receiver has a spool: it starts, and acknowledges webhooks, even while
     # an external database is down (SPEC 5.4); jobs skip their runs meanwhile.
     # A scheduler alone has nothing to do without the database.
-    async with database(settings, pool_size=20, tolerate_outage=role in ("all", "receiver")) as engine:
+    async with database(settings, pool_size=20, tolerate_outage=role in ("all", "receiver"),
+                        create=True, supervise=True) as engine:
         metrics = Metrics()
         ext = build_extensions(settings, engine, role, metrics)
         if role in ("all", "scheduler"):
