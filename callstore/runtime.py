@@ -17,9 +17,9 @@ from store import migrate
 from store.embedded import EmbeddedPostgres, ensure_database
 from store.embedded import supervise as supervise_embedded
 from store.engine import create_engine, is_unavailable
-from store.errors import CallstoreError, ConfigError
+from store.errors import ConfigError
 from store.logs import Redact, settings_secrets, setup_logging
-from store.settings import Settings, load_settings
+from store.settings import Settings, load_settings, user_dotenv_path
 
 log = logging.getLogger("callstore")
 
@@ -45,8 +45,12 @@ class UsageError(Exception):
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """Run the command; every failure becomes one line `callstore: error: ...` and an exit code
+    (the table is in callstore/errors.py and docs/configuration.md)."""
+    from callstore.errors import explain
+
     try:
-        settings = load_settings()
+        settings = load_settings(user_dotenv=user_dotenv_path())
     except ConfigError as exc:
         print(f"callstore: error: {exc}", file=sys.stderr)
         return 2
@@ -54,25 +58,35 @@ def run_command(args: argparse.Namespace) -> int:
     redactor = Redact(settings_secrets(settings), settings.mask_phone_numbers)
     try:
         code: int = args.func(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except (ConfigError, UsageError) as exc:
         print(f"callstore: error: {redactor.clean(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _reader_went_away()
     except KeyboardInterrupt:
         print("callstore: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line, never a traceback with secrets
-        if is_unavailable(exc):
-            # The URL's password is hidden by `redactor.clean` below, like every message's.
-            where = settings.database_url or "the embedded database"
-            message = f"cannot reach the database ({where}): {type(exc).__name__}"
-        elif isinstance(exc, CallstoreError):
-            message = str(exc)
-        else:
-            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            log.debug("failure", exc_info=True)
+        code, message = explain(exc, settings)
+        log.debug("failure", exc_info=True)
         print(f"callstore: error: {redactor.clean(message)}", file=sys.stderr)
-        return 1
+        return code
+
+
+def _reader_went_away() -> int:
+    """`callstore tokens list | head -1`: the reader has what it wanted; end quietly.
+
+    Python would report the closed pipe again when flushing stdout at exit:
+    stdout is pointed at /dev/null first.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
 
 
 @contextlib.asynccontextmanager

@@ -201,6 +201,8 @@ class EmbeddedPostgres:
     def _make_data_dir(self) -> None:
         """Create the data directory if missing; refuse one the server user could not reach."""
         target = self.data_dir.resolve()
+        if target.exists() and not target.is_dir():
+            raise ConfigError("CALLSTORE_DATA_DIR", f"{target} exists and is not a directory; choose another path")
         self._check_reachable(target)  # before creating anything
         try:
             if not target.exists():
@@ -208,8 +210,6 @@ class EmbeddedPostgres:
                 # parents made on the way get the usual umask modes.
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.mkdir(mode=0o711 if os.geteuid() == 0 else 0o700)
-            elif not target.is_dir():
-                raise ConfigError("CALLSTORE_DATA_DIR", f"{target} exists and is not a directory; choose another path")
         except PermissionError:
             raise ConfigError("CALLSTORE_DATA_DIR", f"permission denied creating {target}; choose a directory "
                                                     "this user may write, or create it and give it to this user") from None
