@@ -51,8 +51,6 @@ SUPERUSER = "postgres"
 LEGACY_SUPERUSER = "callstore"
 APP_USER = "callstore_app"
 DB_NAME = "callstore"
-#: Kept for callers that name the account the service connects as.
-DB_USER = APP_USER
 
 
 class EmbeddedError(CallstoreError):
@@ -180,7 +178,14 @@ class EmbeddedPostgres:
             pid = int(self._supervisor_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if process_alive(pid) else None
+        if not process_alive(pid):
+            return None
+        try:  # the pid of a killed serve may have been reused by another program
+            if b"callstore" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return None
+        except OSError:
+            pass  # no /proc: trust the pid
+        return pid
 
     def claim_supervision(self) -> bool:
         """Become the supervisor unless another live process is. True when claimed."""

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from store import migrate
-from store.embedded import APP_USER, LEGACY_SUPERUSER, EmbeddedPostgres, ensure_database
+from store.embedded import APP_USER, LEGACY_SUPERUSER, EmbeddedPostgres, _free_port, ensure_database
 from store.engine import create_engine
 from store.errors import ConfigError
 from tests.conftest import server_dir
@@ -110,9 +109,8 @@ async def test_a_data_dir_of_the_previous_version_is_upgraded_with_its_data(data
     server._run("initdb", "-D", str(server.pgdata), "-U", LEGACY_SUPERUSER, f"--pwfile={pw}",
                 "--auth-host=scram-sha-256", "--auth-local=peer", "--encoding=UTF8", "--locale=C", timeout=180)
     pw.unlink()
-    port = subprocess.run(["python3", "-c", "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    (data_dir / "postgres.json").write_text(json.dumps({"port": int(port), "password": legacy_password,
+    port = _free_port()
+    (data_dir / "postgres.json").write_text(json.dumps({"port": port, "password": legacy_password,
                                                         "database": "callstore"}))
     server.ensure_started()
     legacy_url = f"postgresql://{LEGACY_SUPERUSER}:{legacy_password}@127.0.0.1:{port}"
