@@ -56,7 +56,10 @@ async def ensure_bi_role(conn: AsyncConnection, name: str, password: str) -> boo
     db = await conn.scalar(text("SELECT current_database()"))
     db_ident = '"' + str(db).replace('"', '""') + '"'
     for sql in (
-        f"{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD '{verifier}'",
+        # A non-superuser owner (the embedded server's app role) may not even
+        # restate SUPERUSER or CREATEDB: set at creation, not on update.
+        f"{verb} ROLE {name} LOGIN {'' if exists else 'NOSUPERUSER NOCREATEDB NOCREATEROLE '}NOINHERIT "
+        f"PASSWORD '{verifier}'",
         f"ALTER ROLE {name} SET default_transaction_read_only = on",
         f"ALTER ROLE {name} SET search_path = analytics",
         f"GRANT CONNECT ON DATABASE {db_ident} TO {name}",

@@ -85,6 +85,23 @@ async def test_the_service_account_is_no_superuser_and_owns_its_database(data_di
     finally:
         await conn.close()
 
+    # What it may do beyond its database: make the read-only BI role (`callstore report bi-role`).
+    from reports.bi_role import ensure_bi_role
+
+    engine = create_engine(server.url(), pool_size=1)
+    try:
+        async with engine.begin() as c:
+            await ensure_bi_role(c, "bi_probe", "bi-probe-password")
+        async with engine.begin() as c:
+            assert await ensure_bi_role(c, "bi_probe", "bi-probe-password-2") is False  # updated again
+    finally:
+        await engine.dispose()
+    bi = await asyncpg.connect(f"postgresql://bi_probe:bi-probe-password-2@127.0.0.1:{server.port}/callstore")
+    try:
+        assert await bi.fetchval("SELECT count(*) FROM analytics.calls") == 0
+    finally:
+        await bi.close()
+
 
 @as_root
 def test_a_data_dir_the_server_user_cannot_reach_is_refused_and_left_alone(tmp_path: Path) -> None:
