@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store import migrate
 from store.embedded import EmbeddedPostgres, ensure_database
+from store.embedded import supervise as supervise_embedded
 from store.engine import create_engine, is_unavailable
-from store.errors import CallstoreError, ConfigError
+from store.errors import ConfigError
 from store.logs import Redact, settings_secrets, setup_logging
-from store.settings import Settings, load_settings
+from store.settings import Settings, load_settings, user_dotenv_path
 
 log = logging.getLogger("callstore")
 
@@ -44,8 +45,12 @@ class UsageError(Exception):
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """Run the command; every failure becomes one line `callstore: error: ...` and an exit code
+    (the table is in callstore/errors.py and docs/configuration.md)."""
+    from callstore.errors import explain
+
     try:
-        settings = load_settings()
+        settings = load_settings(user_dotenv=user_dotenv_path())
     except ConfigError as exc:
         print(f"callstore: error: {exc}", file=sys.stderr)
         return 2
@@ -53,34 +58,52 @@ def run_command(args: argparse.Namespace) -> int:
     redactor = Redact(settings_secrets(settings), settings.mask_phone_numbers)
     try:
         code: int = args.func(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except (ConfigError, UsageError) as exc:
         print(f"callstore: error: {redactor.clean(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _reader_went_away()
     except KeyboardInterrupt:
         print("callstore: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line, never a traceback with secrets
-        if is_unavailable(exc):
-            # The URL's password is hidden by `redactor.clean` below, like every message's.
-            where = settings.database_url or "the embedded database"
-            message = f"cannot reach the database ({where}): {type(exc).__name__}"
-        elif isinstance(exc, CallstoreError):
-            message = str(exc)
-        else:
-            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            log.debug("failure", exc_info=True)
+        code, message = explain(exc, settings)
+        log.debug("failure", exc_info=True)
         print(f"callstore: error: {redactor.clean(message)}", file=sys.stderr)
-        return 1
+        return code
+
+
+def _reader_went_away() -> int:
+    """`callstore tokens list | head -1`: the reader has what it wanted; end quietly.
+
+    Python would report the closed pipe again when flushing stdout at exit:
+    stdout is pointed at /dev/null first.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
 
 
 @contextlib.asynccontextmanager
 async def database(settings: Settings, *, upgrade: bool = True, pool_size: int = 10,
-                   tolerate_outage: bool = False) -> AsyncIterator[AsyncEngine]:
+                   tolerate_outage: bool = False, create: bool = False,
+                   supervise: bool = False) -> AsyncIterator[AsyncEngine]:
     """An engine on DATABASE_URL or the embedded server, migrated to head.
+
+    Only with `create` (serve, migrate) is a new embedded database initialised;
+    any other command refuses to run where there is none, rather than answer
+    from an empty one.
 
     An embedded server that this call started is stopped again at the end,
     so one-off commands leave nothing running; one already running is left.
+    With `supervise` (serve), the server is also restarted when it dies and,
+    unless another live serve supervises it, stopped at the end even when it
+    was found running (the orphan of a killed serve).
 
     With `tolerate_outage` (a receiver: it has a spool), an external database
     that cannot be reached at start does not stop the process: the engine is
@@ -88,16 +111,27 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
     the background as soon as the database answers.
     """
     server: EmbeddedPostgres | None = None
-    started = False
+    started = owned = False
     url = settings.database_url
     if url is None:
         server = EmbeddedPostgres(settings.data_dir)
+        if not create and not server.initialised:
+            raise UsageError(f"no callstore database at {settings.data_dir.resolve()}; "
+                             "start it with `callstore serve` or set DATABASE_URL")
         started = await asyncio.to_thread(server.ensure_started)
         await ensure_database(server)
         url = server.url()
+        if supervise:
+            owned = server.claim_supervision()
+            if owned and not started:
+                log.info("adopted the embedded PostgreSQL already running (pid %s): it is stopped when this "
+                         "process stops", server.postmaster_pid())
     engine = create_engine(url, pool_size=pool_size)
     pending: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
     try:
+        if server is not None and owned:
+            watcher = asyncio.create_task(supervise_embedded(server), name="supervise-postgres")
         if upgrade:
             try:
                 await _prepare(engine, settings)
@@ -109,13 +143,16 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
                 pending = asyncio.create_task(_prepare_when_reachable(engine, settings), name="prepare-database")
         yield engine
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending
+        for task in (pending, watcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await engine.dispose()
-        if server is not None and started:
+        if server is not None and (started or owned):
             await asyncio.to_thread(server.stop)
+        if server is not None and owned:
+            server.release_supervision()
 
 
 async def _prepare(engine: AsyncEngine, settings: Settings) -> None:

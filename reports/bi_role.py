@@ -107,7 +107,11 @@ async def ensure_bi_role(conn: AsyncConnection, name: str, password: str, *,
     zone_literal = "'" + timezone.replace("'", "''") + "'"
     timeout = f"'{int(statement_timeout_s)}s'"
     for sql in (
-        f"{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS "
+        # A non-superuser owner (the embedded server's app role) may not even
+        # restate SUPERUSER or CREATEDB: set at creation; an existing role was
+        # checked above to have none of them.
+        f"{verb} ROLE {name} LOGIN "
+        f"{'' if row is not None else 'NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS '}NOINHERIT "
         f"CONNECTION LIMIT {int(connection_limit)} PASSWORD '{verifier}'",
         f"ALTER ROLE {name} SET default_transaction_read_only = on",
         f"ALTER ROLE {name} SET search_path = analytics",

@@ -104,16 +104,41 @@ class Settings:
         return f"Settings(data_dir={str(self.data_dir)!r}, host={self.host!r}, port={self.port}, tenants={[t.tenant_id for t in self.tenants]})"
 
 
-def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Settings:
-    """Read settings from `environ` (default: the process environment) and `.env`.
+def user_dotenv_path() -> Path:
+    """The per-user `.env`: `~/.config/callstore/.env` on Linux (`$XDG_CONFIG_HOME/callstore/.env`)."""
+    import platformdirs
 
-    Values in the environment win over `.env`, as with docker and systemd.
+    return Path(platformdirs.user_config_dir("callstore", appauthor=False)) / ".env"
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """Where the data lives without CALLSTORE_DATA_DIR: one place per user, whatever the working directory.
+
+    The per-user data folder (`~/.local/share/callstore` on Linux, honouring
+    XDG_DATA_HOME). As root without XDG_DATA_HOME, `/var/lib/callstore`: root's
+    home is closed to the system user that runs the embedded PostgreSQL.
+    """
+    import platformdirs
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and not env.get("XDG_DATA_HOME"):
+        return Path("/var/lib/callstore")
+    return Path(platformdirs.user_data_dir("callstore", appauthor=False))
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, dotenv: Path | None = Path(".env"),
+                  user_dotenv: Path | None = None) -> Settings:
+    """Read settings from `environ` (default: the process environment), `.env`
+    in the working directory, and the per-user `user_dotenv` (`user_dotenv_path()`).
+
+    The environment wins over `.env`, as with docker and systemd; the working
+    directory's `.env` wins over the per-user one.
     """
     env: dict[str, str] = {}
-    if dotenv is not None and dotenv.is_file():
-        from dotenv import dotenv_values
+    for path in (user_dotenv, dotenv):
+        if path is not None and path.is_file():
+            from dotenv import dotenv_values
 
-        env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+            env.update({k: v for k, v in dotenv_values(path).items() if v is not None})
     env.update(os.environ if environ is None else environ)
     return parse_settings(env)
 
@@ -173,7 +198,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
 
     return Settings(
         database_url=database_url,
-        data_dir=Path(get("CALLSTORE_DATA_DIR") or ".callstore"),
+        data_dir=Path(data_dir) if (data_dir := get("CALLSTORE_DATA_DIR")) else default_data_dir(env),
         host=_host(get("CALLSTORE_HOST") or "127.0.0.1"),
         port=_int("CALLSTORE_PORT", get("CALLSTORE_PORT"), 8080, lo=0, hi=65535),
         reuse_port=_bool("CALLSTORE_REUSE_PORT", get("CALLSTORE_REUSE_PORT"), False),
@@ -401,9 +426,11 @@ def _check_database_url(url: str) -> None:
     if not parts.hostname and "host=" not in parts.query:
         raise ConfigError("DATABASE_URL", "must name a host, e.g. postgresql://user@127.0.0.1:5432/callstore")
     try:
-        parts.port
+        port = parts.port
     except ValueError:
         raise ConfigError("DATABASE_URL", "has a port that is not a number") from None
+    if port is None and parts.hostname and "port=" not in parts.query:
+        raise ConfigError("DATABASE_URL", f"must name a port, e.g. postgresql://user@{parts.hostname}:5432/...")
 
 
 def secret_from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -34,6 +34,18 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
+def server_dir(prefix: str) -> Path:
+    """A new directory for an embedded server's data, under the system temp dir.
+
+    Run as root, the server runs as the system user callstore-pg, which must be
+    able to pass through every parent: mkdtemp makes 0700, so it is opened to
+    0711 here (the test made it), as an operator would choose such a directory.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """URL of a server on which the tests may create databases (maintenance DB `postgres`)."""
@@ -43,11 +55,13 @@ def pg_server() -> Iterator[str]:
         return
     # Not under pytest's numbered temp dirs: a concurrent pytest run prunes
     # those, and would delete this server's data while it runs.
-    data = Path(tempfile.mkdtemp(prefix="callstore-test-pg-"))
+    data = server_dir("callstore-test-pg-")
     server = EmbeddedPostgres(data, unsafe_fast=True)
     server.ensure_started()
     try:
-        yield server.url("postgres")
+        # The superuser: tests create databases and roles. The service's own
+        # account (the app role) is tested in tests/store/test_embedded.py.
+        yield server.superuser_url("postgres")
     finally:
         server.stop(mode="immediate")
         shutil.rmtree(data, ignore_errors=True)

@@ -103,12 +103,13 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    tmp.chmod(0o711)  # as root the server runs as callstore-pg, which must pass through
     server: EmbeddedPostgres | None = None
     server_url = os.environ.get("BENCH_DATABASE_URL")
     if server_url is None:
         server = EmbeddedPostgres(tmp / "pg")
         server.ensure_started()
-        server_url = server.url("postgres")
+        server_url = server.superuser_url("postgres")
     port = free_port()
     fake = subprocess.Popen(
         [sys.executable, "-m", "callstore", "fake-alohub", "serve", "--port", str(port), "--calls", str(args.calls),

@@ -111,13 +111,14 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    tmp.chmod(0o711)  # as root the server runs as callstore-pg, which must pass through
     server = None
     if args.database_url:
         server_url = args.database_url
     else:
         server = EmbeddedPostgres(tmp / "pg")
         server.ensure_started()
-        server_url = server.url("postgres")
+        server_url = server.superuser_url("postgres")
     results: dict[str, dict[str, object]] = {}
     try:
         urls = {

@@ -122,6 +122,7 @@ def main() -> int:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-recordings-"))
+    work.chmod(0o711)  # as root the server runs as callstore-pg, which must pass through
     py = sys.executable
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -183,10 +183,11 @@ def main() -> None:
         asyncio.run(bench(args.url, args.calls, args.keep))
         return
     with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).chmod(0o711)  # as root the server runs as callstore-pg, which must pass through
         server = EmbeddedPostgres(Path(tmp), unsafe_fast=True)
         server.ensure_started()
         try:
-            asyncio.run(bench(server.url("postgres"), args.calls))
+            asyncio.run(bench(server.superuser_url("postgres"), args.calls))
         finally:
             server.stop(mode="immediate")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -19,6 +20,7 @@ from callstore.scheduler import Scheduler
 from receiver.app import create_app
 from receiver.metrics import Metrics
 from store import migrate
+from store.errors import ConfigError
 from store.settings import Settings
 from store.tokens import tokens_to_reissue
 
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> None:
-        async with database(settings) as engine:
+        async with database(settings, create=True) as engine:
             print(f"database at revision {', '.join(sorted(await migrate.current_revisions(engine)))}")
 
     run_async(go())
@@ -50,10 +52,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def serve(settings: Settings, role: str) -> None:
+    # The port first: taken, it is a one-line error (exit 2) before anything
+    # starts or says "listening"; held from here on, nobody can take it meanwhile.
+    listener = _listen_socket(settings.host, settings.port, reuse_port=settings.reuse_port)
+    try:
+        await _serve_on(settings, role, listener)
+    finally:
+        listener.close()
+
+
+async def _serve_on(settings: Settings, role: str, listener: socket.socket) -> None:
     # A receiver has a spool: it starts, and acknowledges webhooks, even while
     # an external database is down (events go to the spool); jobs skip their runs meanwhile.
     # A scheduler alone has nothing to do without the database.
-    async with database(settings, pool_size=20, tolerate_outage=role in ("all", "receiver")) as engine:
+    async with database(settings, pool_size=20, tolerate_outage=role in ("all", "receiver"),
+                        create=True, supervise=True) as engine:
         metrics = Metrics()
         ext = build_extensions(settings, engine, role, metrics)
         if role in ("all", "scheduler"):
@@ -74,18 +87,13 @@ async def serve(settings: Settings, role: str) -> None:
         await _warn_tokens_to_reissue(engine)
         app = create_app(settings, engine, ext, metrics)
         server = uvicorn.Server(server_config(app, settings))
-        sockets = [_reuse_port_socket(settings.host, settings.port)] if settings.reuse_port else None
         # On SIGTERM uvicorn stops accepting, finishes in-flight requests, runs
         # the lifespan shutdown (batch writer, spool drainer, scheduler), then
         # raises the signal again. With this no-op handler installed, that
         # re-raise does nothing: a requested stop ends with exit code 0.
         signal.signal(signal.SIGTERM, _stopped)
-        log.info("callstore %s listening on http://%s:%s", role, settings.host, settings.port)
-        try:
-            await server.serve(sockets=sockets)
-        finally:
-            for sock in sockets or ():
-                sock.close()
+        log.info("callstore %s listening on http://%s:%s", role, settings.host, listener.getsockname()[1])
+        await server.serve(sockets=[listener])
         if not server.started:
             raise RuntimeError("the server did not start; the reason is logged above")
         log.info("callstore %s stopped", role)
@@ -119,12 +127,28 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
     """SIGTERM after uvicorn's graceful shutdown: nothing left to do."""
 
 
-def _reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening socket that other processes may bind too (the kernel spreads connections)."""
+def _listen_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """The bound listening socket, or a ConfigError naming the setting to change.
+
+    With `reuse_port`, other processes may bind the same address (the kernel
+    spreads connections over them).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart needs no TIME_WAIT pause
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError("CALLSTORE_PORT", f"{host}:{port} is already in use by another process; stop it "
+                                                "or choose another CALLSTORE_PORT") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError("CALLSTORE_PORT", f"permission denied to listen on port {port}; ports below 1024 "
+                                                "need privileges: choose a higher CALLSTORE_PORT") from None
+        raise ConfigError("CALLSTORE_HOST", f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                                            "use an address of this machine") from None
     sock.set_inheritable(True)
     return sock

@@ -88,3 +88,29 @@ def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
     env_file.write_text("CALLSTORE_PORT=9000\nALOHUB_TIMEZONE=Europe/Paris\n")
     s = load_settings({"CALLSTORE_PORT": "9100"}, dotenv=env_file)
     assert s.port == 9100 and s.tenants[0].timezone == "Europe/Paris"
+
+
+def test_database_url_without_a_port_is_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"DATABASE_URL": "postgresql://u:p@db.internal/callstore"})
+    assert err.value.setting == "DATABASE_URL" and "port" in err.value.problem and "p@" not in str(err.value)
+    # A Unix socket in the query needs none.
+    assert parse_settings({"DATABASE_URL": "postgresql:///callstore?host=/run/postgresql"}).database_url
+
+
+def test_the_data_dir_is_per_user_not_per_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    monkeypatch.chdir(tmp_path)
+    env = {"XDG_DATA_HOME": str(tmp_path / "share")}
+    assert parse_settings(env).data_dir == tmp_path / "share" / "callstore"
+    assert parse_settings({**env, "CALLSTORE_DATA_DIR": "/srv/cs"}).data_dir == Path("/srv/cs")
+
+
+def test_the_per_user_dotenv_is_read_and_the_working_directory_wins(tmp_path: Path) -> None:
+    user = tmp_path / "user.env"
+    user.write_text("CALLSTORE_PORT=9001\nCALLSTORE_LOG_LEVEL=debug\n")
+    here = tmp_path / "here.env"
+    here.write_text("CALLSTORE_PORT=9002\n")
+    s = load_settings({}, dotenv=here, user_dotenv=user)
+    assert (s.port, s.log_level) == (9002, "DEBUG")
+    assert load_settings({"CALLSTORE_PORT": "9003"}, dotenv=here, user_dotenv=user).port == 9003
