@@ -328,8 +328,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, sa_exc.DBAPIError):
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else ""
         return f"database error: {detail[:200] or type(exc.orig).__name__}"
-    if isinstance(exc, OSError):
-        return f"storage error: {exc.strerror or type(exc).__name__}"
     message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     return f"unexpected {type(exc).__name__}" + (f": {message}" if message else "")
 
@@ -535,18 +533,19 @@ class Fetcher:
         try:
             tenant = self.tenants[item.tenant_id]
             key = storage_key(item.tenant_id, item.call_id, item.started_at, tenant.zone)
-            try:
-                await self.store.put_from_file(key, got.path)
-            except BaseException:
-                got.path.unlink(missing_ok=True)
-                raise
+            await self.store.put_from_file(key, got.path)
+        except Exception as exc:  # noqa: BLE001 - a full disk is this recording's error, not the run's
+            got.path.unlink(missing_ok=True)
+            reason = f"storage error: {exc.strerror or type(exc).__name__}" if isinstance(exc, OSError) else _reason(exc)
+            return await self._failed(item, "failed", reason, got.url, final=False, unexpected=exc)
+        try:
             async with self.engine.begin() as conn:
                 await conn.execute(_STORED, {
                     "sha256": got.sha256, "size": got.size, "ctype": got.content_type, "url": got.url,
                     "key": key, "started_at": item.started_at, "tenant": item.tenant_id,
                     "call_id": item.call_id, "token": self.token, "outcome": "stored",
                 })
-        except Exception as exc:  # noqa: BLE001 - a full disk or a database error is this recording's error
+        except Exception as exc:  # noqa: BLE001 - the file stays: the commit may have happened unseen
             return await self._failed(item, "failed", _reason(exc), got.url, final=False, unexpected=exc)
         log.debug("stored recording of call %r (%d bytes)", item.call_id, got.size)
         return Outcome(item.tenant_id, item.call_id, "stored", item.attempts + 1, size=got.size)
