@@ -320,6 +320,14 @@ async def release(conn: AsyncConnection, token: str) -> int:
     return int((await conn.execute(_RELEASE, {"token": token})).rowcount)
 
 
+def _local_reason(exc: BaseException) -> str:
+    """The reason of an error raised where no database is involved (the
+    download, the staging directory, the store): an OSError is the disk's."""
+    if isinstance(exc, OSError):
+        return f"storage error: {exc.strerror or type(exc).__name__}"
+    return _reason(exc)
+
+
 def _reason(exc: BaseException) -> str:
     """An unexpected exception in words, safe to store and show (no secrets:
     type and message, never a request's headers)."""
@@ -525,7 +533,7 @@ class Fetcher:
         except DownloadError as exc:
             return await self._failed(item, "failed", str(exc), url, final=False)
         except Exception as exc:  # noqa: BLE001 - one recording's surprise is its own error, not the run's
-            return await self._failed(item, "failed", _reason(exc), url, final=False, unexpected=exc)
+            return await self._failed(item, "failed", _local_reason(exc), url, final=False, unexpected=exc)
 
     async def _store_one(self, item: _Claim, got: Downloaded) -> Outcome:
         """Move the verified file into the store, then record it (file first:
@@ -536,8 +544,7 @@ class Fetcher:
             await self.store.put_from_file(key, got.path)
         except Exception as exc:  # noqa: BLE001 - a full disk is this recording's error, not the run's
             got.path.unlink(missing_ok=True)
-            reason = f"storage error: {exc.strerror or type(exc).__name__}" if isinstance(exc, OSError) else _reason(exc)
-            return await self._failed(item, "failed", reason, got.url, final=False, unexpected=exc)
+            return await self._failed(item, "failed", _local_reason(exc), got.url, final=False, unexpected=exc)
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(_STORED, {
