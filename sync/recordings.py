@@ -40,7 +40,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from store.engine import is_unavailable
-
 from store.recording_store import LocalRecordingStore, RecordingStore, storage_key
 from store.settings import Settings, TenantSettings
 from sync.media import Downloaded, DownloadError, Expired, Refused, download, resolve_url
@@ -412,11 +411,14 @@ class Fetcher:
 
             def done(outcome: Outcome) -> None:
                 nonlocal in_flight
-                report.add(outcome)
-                if self.on_outcome is not None:
-                    self.on_outcome(outcome)
                 in_flight -= 1
                 progress.set()
+                report.add(outcome)
+                if self.on_outcome is not None:
+                    try:
+                        self.on_outcome(outcome)
+                    except Exception:  # noqa: BLE001 - a progress bar must not stop the archive
+                        log.exception("recordings: reporting the outcome of call %r failed", outcome.call_id)
 
             async def store_one(item: _Claim, got: Downloaded) -> None:
                 try:
@@ -437,9 +439,16 @@ class Fetcher:
                     task.add_done_callback(store_tasks.discard)
 
             workers = [asyncio.create_task(worker()) for _ in range(opts.concurrency)]
+            for w in workers:
+                w.add_done_callback(lambda _: progress.set())
             normal = False
             try:
                 while True:
+                    if any(w.done() for w in workers):
+                        # Items never raise, so this is a bug of the loop
+                        # itself: end the run with it rather than wait forever.
+                        dead = next(w for w in workers if w.done())
+                        raise (None if dead.cancelled() else dead.exception()) or RuntimeError("a worker stopped")
                     if queue.qsize() < opts.concurrency:
                         async with self.engine.begin() as conn:
                             batch = await claim(conn, opts.concurrency * 4, opts.lease_s, self.token,
