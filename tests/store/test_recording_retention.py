@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -119,6 +120,9 @@ async def test_metrics_show_the_archive(engine: AsyncEngine, receiver: str, tmp_
                                     "VALUES ('acme', 'waiting', now() - interval '1 hour')"))
     async with httpx.AsyncClient() as client:
         body = (await client.get(f"{receiver}/metrics")).text
+    # Valid exposition text, as Prometheus parses it.
+    families = {f.name for f in text_string_to_metric_families(body)}
+    assert {"callstore_recordings", "callstore_recording_downloads"} <= families
     lines = body.splitlines()
     for line in [
         'callstore_recordings{tenant="default",status="stored"} 3',
