@@ -27,6 +27,7 @@ from reports.queries import queue_report
 from reports.rollups import refresh_job
 from store.jobs import Job
 from store.recording_store import LocalRecordingStore
+from store.recordings import archive_metrics, retention_disabled_reason, retention_job
 from store.settings import Settings
 from sync import recordings
 from sync.ledger import ledger_metrics
@@ -34,6 +35,8 @@ from sync.schedule import sync_jobs
 
 #: Rollups reflect a committed change within 10 seconds.
 ROLLUP_REFRESH_SECONDS = 5
+#: Recording retention counts in days: once a day is enough.
+RETENTION_EVERY_S = 24 * 3600
 
 
 def build_jobs(settings: Settings) -> list[Job]:
@@ -42,6 +45,8 @@ def build_jobs(settings: Settings) -> list[Job]:
         Job("rollups", refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
         Job("recordings", recordings.run_job, settings.recordings_interval_s,
             disabled_reason=recordings.media_disabled_reason(settings)),
+        Job("recordings-retention", retention_job, RETENTION_EVERY_S,
+            disabled_reason=retention_disabled_reason(settings)),
     ]
     jobs.extend(sync_jobs(settings))
     return jobs
@@ -57,7 +62,7 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
     so it must not take webhooks (it answers 404 to them).
     """
     if role == "scheduler":
-        return Extensions(metrics_sources=[alert_metrics, ledger_metrics], webhook=False)
+        return Extensions(metrics_sources=[alert_metrics, ledger_metrics, archive_metrics], webhook=False)
 
     async def queues(params: Mapping[str, str]) -> tuple[str, bytes]:
         return await queue_report(engine, settings, params, formats=("json", "csv"))
@@ -68,7 +73,7 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
         routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(),
                 *RecordingsAPI(engine, store, audit).routes(), *AuditAPI(engine, settings).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS, **AUDIT_PATHS},
-        metrics_sources=[alert_metrics, ledger_metrics],
+        metrics_sources=[alert_metrics, ledger_metrics, archive_metrics],
         on_refused=audit.middleware_refused,
     )
     if spool:

@@ -1,19 +1,24 @@
 """The recording archive's rows, shared by playback (receiver/), the downloader
 (sync/) and the maintenance commands: lookups, the access audit, integrity
-checks and retention.
+checks, retention (the daily job and `recordings purge`) and the archive's
+figures for /metrics.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from store.recording_store import RecordingStore, UnsafeKey
+from store.recording_store import LocalRecordingStore, RecordingStore, UnsafeKey
+from store.settings import Settings
+
+log = logging.getLogger("callstore.recordings")
 
 STATUSES = ("pending", "stored", "failed", "expired", "purged")
 
@@ -142,16 +147,150 @@ async def purge_candidates(conn: AsyncConnection, older_than_days: int, tenant: 
     return [Recording(*r) for r in rows]
 
 
-async def mark_purged(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> int:
-    """The files are gone: rows become 'purged'; hash, size and the audit stay."""
-    result = await conn.execute(
-        text(
-            """
-            UPDATE callstore.recordings r SET status = 'purged', purged_at = now(), updated_at = now()
-            FROM unnest(CAST(:tenants AS text[]), CAST(:calls AS text[])) AS k(tenant_id, call_id)
-            WHERE r.tenant_id = k.tenant_id AND r.call_id = k.call_id AND r.status = 'stored'
-            """
-        ),
-        {"tenants": [k[0] for k in keys], "calls": [k[1] for k in keys]},
+_PURGE_BATCH = f"""
+    WITH due AS (
+        SELECT tenant_id, call_id FROM callstore.recordings
+        WHERE status = 'stored'
+          AND coalesce(call_started_at, stored_at) < now() - make_interval(days => :days)
+          AND (CAST(:tenant AS text) IS NULL OR tenant_id = CAST(:tenant AS text))
+        ORDER BY call_started_at NULLS LAST
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
     )
-    return int(result.rowcount)
+    UPDATE callstore.recordings r SET status = 'purged', purged_at = now(), updated_at = now()
+    FROM due WHERE r.tenant_id = due.tenant_id AND r.call_id = due.call_id
+    RETURNING {", ".join("r." + c.strip() for c in _COLUMNS.split(","))}
+"""
+
+
+async def mark_purged(conn: AsyncConnection, older_than_days: int, tenant: str | None = None,
+                      limit: int = 500) -> list[Recording]:
+    """Rows of the next batch of candidates become 'purged' (hash, size and the
+    audit stay); returns them, so that the caller deletes their files once
+    this is committed."""
+    rows = await conn.execute(text(_PURGE_BATCH), {"days": older_than_days, "tenant": tenant, "limit": limit})
+    return [Recording(*r) for r in rows]
+
+
+async def recently_purged_keys(conn: AsyncConnection, tenant: str | None = None) -> list[str]:
+    """Storage keys of rows purged in the last two days: their files are
+    deleted again (a no-op when gone), in case a crash came between the
+    commit of the row and the deletion of its file."""
+    rows = await conn.execute(text(
+        """
+        SELECT storage_key FROM callstore.recordings
+        WHERE status = 'purged' AND purged_at > now() - interval '2 days' AND storage_key IS NOT NULL
+          AND (CAST(:tenant AS text) IS NULL OR tenant_id = CAST(:tenant AS text))
+        """), {"tenant": tenant})
+    return [r[0] for r in rows]
+
+
+@dataclass
+class Purged:
+    count: int = 0
+    oldest: datetime | None = None
+    newest: datetime | None = None
+
+    def add(self, rec: Recording) -> None:
+        self.count += 1
+        when = rec.call_started_at or rec.stored_at
+        if when is not None:
+            self.oldest = when if self.oldest is None else min(self.oldest, when)
+            self.newest = when if self.newest is None else max(self.newest, when)
+
+
+async def purge(engine: AsyncEngine, store: RecordingStore, older_than_days: int, tenant: str | None = None,
+                on_purged: Callable[[Recording], None] | None = None) -> Purged:
+    """Apply retention, in its own transactions: each batch of rows is marked
+    'purged' and committed, and only then are its files deleted. A crash in
+    between leaves files that no stored row points at (nothing `verify`
+    flags), which the next purge deletes; never a stored row without its file."""
+    done = Purged()
+    async with engine.connect() as conn:
+        leftovers = await recently_purged_keys(conn, tenant)
+    for key in leftovers:
+        await _delete(store, key)
+    while True:
+        async with engine.begin() as conn:
+            batch = await mark_purged(conn, older_than_days, tenant)
+        if not batch:
+            return done
+        for rec in batch:
+            if rec.storage_key is not None:
+                await _delete(store, rec.storage_key)
+            done.add(rec)
+            if on_purged is not None:
+                on_purged(rec)
+
+
+async def _delete(store: RecordingStore, key: str) -> None:
+    try:
+        await store.delete(key)
+    except UnsafeKey:
+        pass  # never a file of the store: nothing to delete
+
+
+async def retention_job(engine: AsyncEngine, settings: Settings) -> dict[str, int]:
+    """The daily job: each tenant's `recordings_retention_days` (unset: kept forever)."""
+    store = LocalRecordingStore(settings.recordings_dir)
+    out: dict[str, int] = {}
+    for tenant in settings.tenants:
+        days = tenant.recordings_retention_days
+        if days is None:
+            continue
+        done = await purge(engine, store, days, tenant.tenant_id)
+        out[tenant.tenant_id] = done.count
+        if done.count:
+            log.info("retention: purged %d recordings of tenant %r kept %d days (calls from %s to %s)",
+                     done.count, tenant.tenant_id, days,
+                     done.oldest.date().isoformat() if done.oldest else "?",
+                     done.newest.date().isoformat() if done.newest else "?")
+    return out
+
+
+def retention_disabled_reason(settings: Settings) -> str | None:
+    if not any(t.recordings_retention_days for t in settings.tenants):
+        return "no tenant sets recordings_retention_days (CALLSTORE_RECORDINGS_RETENTION_DAYS): recordings are kept forever"
+    return None
+
+
+_ARCHIVE_METRICS = text(
+    """
+    SELECT 'status' AS kind, tenant_id, status AS label, count(*)::float8 AS value
+    FROM callstore.recordings GROUP BY tenant_id, status
+    UNION ALL
+    SELECT 'oldest', tenant_id, '', extract(epoch FROM now() - min(created_at))::float8
+    FROM callstore.recordings WHERE status = 'pending' GROUP BY tenant_id
+    UNION ALL
+    SELECT 'downloads', tenant_id, outcome, count::float8 FROM callstore.recording_downloads
+    ORDER BY 1, 2, 3
+    """
+)
+
+
+async def archive_metrics(engine: AsyncEngine) -> str:
+    """The archive as Prometheus text for /metrics, read from the shared tables
+    at scrape time (so every replica answers the same)."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_ARCHIVE_METRICS)).all()
+    lines = [
+        "# HELP callstore_recordings Recordings in the archive by status",
+        "# TYPE callstore_recordings gauge",
+        "# HELP callstore_recordings_oldest_pending_age_seconds Age of the oldest recording still to fetch",
+        "# TYPE callstore_recordings_oldest_pending_age_seconds gauge",
+        "# HELP callstore_recording_downloads_total Download attempts by outcome (stored, retry, failed, expired)",
+        "# TYPE callstore_recording_downloads_total counter",
+    ]
+    for kind, tenant, label, value in rows:
+        t = _label(tenant)
+        if kind == "status":
+            lines.append(f'callstore_recordings{{tenant="{t}",status="{_label(label)}"}} {int(value)}')
+        elif kind == "oldest":
+            lines.append(f'callstore_recordings_oldest_pending_age_seconds{{tenant="{t}"}} {max(0.0, value):.3f}')
+        else:
+            lines.append(f'callstore_recording_downloads_total{{tenant="{t}",outcome="{_label(label)}"}} {int(value)}')
+    return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -26,6 +26,36 @@ DEFAULT_COUNTRY_CODE = "84"
 MIN_WEBHOOK_KEY = 16
 
 
+@dataclass(frozen=True, order=True)
+class Origin:
+    """Scheme, host and port: what a browser would call an origin."""
+
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str | None) -> Origin | None:
+    """The origin of an http(s) URL (default port filled in); None when it has none."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return Origin(scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme])
+
+
 @dataclass(frozen=True)
 class TenantSettings:
     """One Alohub tenant: how its webhooks are recognised and its API reached."""
@@ -38,8 +68,11 @@ class TenantSettings:
     alohub_tenant_id: str | None = None
     timezone: str = DEFAULT_TIMEZONE
     media_url: str | None = None
+    #: Extra media origins as configured: `host`, `host:port` or `scheme://host[:port]`.
     media_hosts: tuple[str, ...] = ()
     country_code: str = DEFAULT_COUNTRY_CODE
+    #: Days a stored recording is kept (counted from the call's start); None = forever.
+    recordings_retention_days: int | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -48,6 +81,21 @@ class TenantSettings:
     @property
     def has_api(self) -> bool:
         return bool(self.api_key and self.api_url)
+
+    @property
+    def media_origins(self) -> frozenset[Origin]:
+        """Where recordings may be fetched from (and the API key sent): the
+        origins of the API and media URLs, and every `media_hosts` entry. An
+        entry without a scheme takes the media URL's (else the API URL's, else
+        https), so a tenant configured with https never fetches over http."""
+        origins = {o for o in (origin_of(self.media_url), origin_of(self.api_url)) if o is not None}
+        base = self.media_url or self.api_url
+        scheme = urlsplit(base).scheme.lower() if base else "https"
+        for entry in self.media_hosts:
+            o = origin_of(entry if "://" in entry else f"{scheme}://{entry}")
+            if o is not None:
+                origins.add(o)
+        return frozenset(origins)
 
     def __repr__(self) -> str:  # never show keys, even by accident
         return f"TenantSettings(tenant_id={self.tenant_id!r}, timezone={self.timezone!r})"
@@ -85,6 +133,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     #: Bearer token that /metrics requires; None: open, as Prometheus expects.
     metrics_token: str | None = field(default=None, repr=False)
+    #: How long a claimed recording belongs to one run (renewed while it works):
+    #: after a crash or an outage, claimed recordings are retried this soon.
+    recordings_lease_s: int = 120
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -172,6 +223,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
                     "media_url": get("ALOHUB_MEDIA_URL"),
                     "media_hosts": get("ALOHUB_MEDIA_HOSTS"),
                     "country_code": get("ALOHUB_COUNTRY_CODE"),
+                    "recordings_retention_days": get("CALLSTORE_RECORDINGS_RETENTION_DAYS"),
                 },
             ),
         )
@@ -221,6 +273,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         recordings_interval_s=_int("CALLSTORE_RECORDINGS_INTERVAL", get("CALLSTORE_RECORDINGS_INTERVAL"), 60, lo=5),
         trusted_proxies=_proxies(get("CALLSTORE_TRUSTED_PROXIES")),
         metrics_token=_secret("CALLSTORE_METRICS_TOKEN", get("CALLSTORE_METRICS_TOKEN")),
+        recordings_lease_s=_int("CALLSTORE_RECORDINGS_LEASE", get("CALLSTORE_RECORDINGS_LEASE"), 120, lo=3, hi=120),
     )
 
 
@@ -280,7 +333,7 @@ def _tenants_from_file(path: Path) -> tuple[TenantSettings, ...]:
             raise ConfigError(name, f"[tenants.{tenant_id}] must be a table")
         unknown = set(values) - {
             "webhook_keys", "api_url", "xapi_url", "api_key", "tenant_id", "timezone",
-            "media_url", "media_hosts", "country_code",
+            "media_url", "media_hosts", "country_code", "recordings_retention_days",
         }
         if unknown:
             raise ConfigError(name, f"[tenants.{tenant_id}] has unknown key {sorted(unknown)[0]!r}")
@@ -293,6 +346,8 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
     """Build one tenant; `prefix` names the setting in errors (env var prefix or file table)."""
 
     def name(key: str) -> str:
+        if prefix == "ALOHUB_" and key == "recordings_retention_days":
+            return "CALLSTORE_RECORDINGS_RETENTION_DAYS"  # a callstore setting, not an Alohub one
         return f"{prefix}{key.upper()}" if prefix == "ALOHUB_" else f"{prefix}{key}"
 
     if not tenant_id or any(c.isspace() for c in tenant_id) or len(tenant_id) > 64:
@@ -310,13 +365,11 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
     if media_url is None and api_url is not None:
         parts = urlsplit(api_url)
         media_url = f"{parts.scheme}://{parts.netloc}"
-    hosts = _list(name("media_hosts"), raw.get("media_hosts"))
-    if not hosts:
-        # The hosts of the call API and of the media URL. Not the
-        # gateway's: it serves JSON, and with its default always present the
-        # recordings job could never be off for want of a configured host
-        # (it would mark every webhook recording failed instead).
-        hosts = [h for h in (_hostname(api_url), _hostname(media_url)) if h]
+    # The origins of the call API and of the media URL are always media
+    # origins (see TenantSettings.media_origins); these are extra ones. Not
+    # the gateway's: it serves JSON, and with its default always present the
+    # recordings job could never be off for want of a configured origin.
+    hosts = [_media_host(name("media_hosts"), h) for h in _list(name("media_hosts"), raw.get("media_hosts"))]
     tz = str(raw.get("timezone") or DEFAULT_TIMEZONE)
     try:
         ZoneInfo(tz)
@@ -329,6 +382,7 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
     if not cc.isdigit() or not 1 <= len(cc) <= 3:
         raise ConfigError(name("country_code"), "must be 1-3 digits, e.g. 84")
     alohub_tenant = raw.get("tenant_id")
+    retention = _retention(name("recordings_retention_days"), raw.get("recordings_retention_days"))
     return TenantSettings(
         tenant_id=tenant_id,
         webhook_keys=tuple(keys),
@@ -338,8 +392,9 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         alohub_tenant_id=str(alohub_tenant) if alohub_tenant else None,
         timezone=tz,
         media_url=media_url,
-        media_hosts=tuple(dict.fromkeys(h.lower() for h in hosts)),
+        media_hosts=tuple(dict.fromkeys(hosts)),
         country_code=cc,
+        recordings_retention_days=retention,
     )
 
 
@@ -380,8 +435,35 @@ def _url(name: str, value: object) -> str | None:
     return value.rstrip("/")
 
 
-def _hostname(url: str | None) -> str | None:
-    return urlsplit(url).hostname if url else None
+def _media_host(name: str, value: str) -> str:
+    """One ALOHUB_MEDIA_HOSTS entry, checked: `host`, `host:port` or `http(s)://host[:port]`."""
+    entry = value.lower()
+    if not entry.isascii() or any(c.isspace() or not c.isprintable() for c in entry):
+        raise ConfigError(name, f"{value!r} must be ASCII without spaces (write an international name in its xn-- form)")
+    url = entry if "://" in entry else f"https://{entry}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(name, f"{value!r} has a port that is not a number from 0 to 65535") from None
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password
+            or parts.path.strip("/") or parts.query or parts.fragment):
+        raise ConfigError(name, f"{value!r} is not a host, host:port or http(s)://host[:port]")
+    return entry.rstrip("/")
+
+
+def _retention(name: str, value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ConfigError(name, "must be a whole number of days")
+    try:
+        days = int(value)
+    except ValueError:
+        raise ConfigError(name, f"{value!r} is not a whole number of days") from None
+    if not 1 <= days <= 36500:
+        raise ConfigError(name, "must be between 1 and 36500 days (unset keeps recordings forever)")
+    return days
 
 
 def _host(value: str) -> str:

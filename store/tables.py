@@ -429,9 +429,23 @@ recordings = Table(
     Column("purged_at", TZ),
     Column("created_at", TZ, nullable=False, server_default=NOW),
     Column("updated_at", TZ, nullable=False, server_default=NOW),
+    # migration 0009: the run holding the lease; the media settings a row failed under
+    Column("claimed_by", Text),
+    Column("settings_fingerprint", Text),
     PrimaryKeyConstraint("tenant_id", "call_id"),
     Index("recordings_due", "status", "next_attempt_at"),
     Index("recordings_started", "status", "call_started_at"),
+    Index("recordings_claimed", "claimed_by"),
+)
+
+recording_downloads = Table(
+    "recording_downloads",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("count", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "outcome"),
 )
 
 recording_scan = Table(

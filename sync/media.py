@@ -1,7 +1,10 @@
 """Downloading one recording from MP3Export, safely.
 
-- Only hosts in the tenant's `media_hosts` are contacted; redirects are
-  followed by hand, re-checking the host of every hop, at most `max_redirects`.
+- Only the tenant's media origins (scheme, host and port) are contacted;
+  redirects are followed by hand, re-checking the origin of every hop, at
+  most `max_redirects`, and never from https to http. URLs with whitespace,
+  control characters or a non-ASCII host are refused before any parsing
+  difference could matter.
 - The body streams to a temporary file in the staging directory (memory
   stays bounded by one chunk), hashed and counted on the way.
 - It must be audio: content type `audio/*` or `application/octet-stream`, and
@@ -11,7 +14,7 @@
 Errors:
 
     DownloadError          failed this time; retried later with backoff
-    ├── Refused            against the safety policy (host, scheme): final
+    ├── Refused            against the safety policy (origin, scheme, URL): final
     └── Expired            404/410: Alohub no longer has the file: final
 """
 
@@ -26,7 +29,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from store.settings import TenantSettings
+from store.settings import DEFAULT_PORTS, Origin, TenantSettings
 
 EXPORT_PATH = "/IPCCMedia/MP3Export.do"
 AUDIO_TYPES = ("audio/", "application/octet-stream")
@@ -57,31 +60,58 @@ class Downloaded:
 def resolve_url(tenant: TenantSettings, recording_url: str) -> str:
     """The MP3Export URL of a call: as given when it is a full URL (webhook),
     else the bare path (history API) on the tenant's media_url."""
-    value = recording_url.strip()
+    value = recording_url
+    if value[:1].isspace() or value[-1:].isspace():
+        raise Refused("refused: the recording URL starts or ends with whitespace")
     if value.lower().startswith(("http://", "https://")):
-        return value
+        return value  # checked whole by check_url: whitespace in a full URL is refused, not trimmed
+    if any(not c.isprintable() and not c == " " for c in value):
+        raise Refused("refused: the recording path contains a control character or a line break")
     if "://" in value:
-        raise Refused("recording_url has a scheme other than http or https")
+        raise Refused("refused: the recording URL's scheme is not http or https")
     if not tenant.media_url:
-        raise Refused("a bare recording path needs ALOHUB_MEDIA_URL (or ALOHUB_API_URL) for this tenant")
+        raise Refused("refused: a bare recording path needs ALOHUB_MEDIA_URL (or ALOHUB_API_URL) for this tenant")
     # Encoded as the webhook's own links are, so both sources give one URL.
     return f"{tenant.media_url}{EXPORT_PATH}?url={quote(value, safe='/')}&source=ipcc"
 
 
-def check_url(tenant: TenantSettings, url: str) -> None:
-    """Refuse anything but http(s) to an allowed media host."""
+#: What `last_error` says for any URL outside the tenant's media origins: the
+#: same words whatever the host or port, so that readers of `last_error`
+#: cannot use the downloader to probe hosts and ports.
+NOT_AN_ORIGIN = "refused: not a configured media origin"
+
+
+def check_url(tenant: TenantSettings, url: str) -> Origin:
+    """The origin of `url`, or Refused: a URL is fetched only when it is plain
+    printable ASCII-hosted http(s), without credentials, on one of the tenant's
+    media origins. The origin is read by the HTTP client's own parser (the one
+    that connects), so no parser difference can smuggle another host past."""
+    bad = next((c for c in url if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        kind = "whitespace" if bad.isspace() else "a control character"
+        raise Refused(f"refused: the recording URL contains {kind} (U+{ord(bad):04X})")
     try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 - raises on a bad port
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise Refused("refused: the recording URL does not parse") from None
+    scheme = parsed.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise Refused(f"refused: the recording URL's scheme is not http or https ({scheme[:20]!r})")
+    if parsed.userinfo:
+        raise Refused("refused: the recording URL carries credentials")
+    try:
+        netloc = urlsplit(url)
+        host = (netloc.hostname or "").lower()
+        netloc.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise Refused("recording URL does not parse") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise Refused(f"scheme {parts.scheme!r} is not http or https")
-    if parts.username or parts.password:
-        raise Refused("recording URL carries credentials")
-    if not host or host not in tenant.media_hosts:
-        raise Refused(f"host {host!r} is not in the tenant's media hosts (ALOHUB_MEDIA_HOSTS)")
+        raise Refused("refused: the recording URL does not parse") from None
+    if not host.isascii() or not parsed.host.isascii():
+        raise Refused("refused: the recording URL's host is not ASCII")
+    origin = Origin(scheme, parsed.host.lower(), parsed.port or DEFAULT_PORTS[scheme])
+    # Both parsers must see the same host: a URL they read differently is refused.
+    if host.strip("[]") != origin.host.strip("[]") or origin not in tenant.media_origins:
+        raise Refused(NOT_AN_ORIGIN)
+    return origin
 
 
 def is_mp3(head: bytes) -> bool:
@@ -100,11 +130,11 @@ async def download(
 ) -> Downloaded:
     """Fetch `url` into a new file in `staging_dir` (the caller stores or removes it;
     the store makes it durable)."""
-    headers = {"Accept-Encoding": "identity"}
-    if tenant.api_key:
-        headers["Authorization"] = tenant.api_key  # the raw key, as the vendor's example sends it
+    origin = check_url(tenant, url)
     for _ in range(max_redirects + 1):
-        check_url(tenant, url)
+        headers = {"Accept-Encoding": "identity"}
+        if tenant.api_key and origin in tenant.media_origins:
+            headers["Authorization"] = tenant.api_key  # the raw key, as the vendor's example sends it
         try:
             async with client.stream("GET", url, headers=headers) as response:
                 if response.status_code in REDIRECTS:
@@ -112,6 +142,10 @@ async def download(
                     if not location:
                         raise DownloadError(f"HTTP {response.status_code} without a Location")
                     url = urljoin(url, location)
+                    following = check_url(tenant, url)
+                    if origin.scheme == "https" and following.scheme != "https":
+                        raise Refused("refused: a redirect from https to http")
+                    origin = following
                     continue
                 if response.status_code in (404, 410):
                     raise Expired(f"HTTP {response.status_code}: Alohub no longer has the file")
@@ -119,10 +153,12 @@ async def download(
                     raise DownloadError(f"HTTP {response.status_code}")
                 path, sha256, size, ctype = await _save(response, staging_dir, max_bytes)
                 return Downloaded(path, sha256, size, ctype, url)
+        except httpx.InvalidURL:
+            raise Refused("refused: the recording URL does not parse") from None
         except httpx.HTTPError as exc:
             # Type and text only: httpx messages name the URL at most, never headers.
             raise DownloadError(f"{type(exc).__name__}: {str(exc)[:200] or 'connection failed'}") from None
-    raise Refused(f"more than {max_redirects} redirects")
+    raise Refused(f"refused: more than {max_redirects} redirects")
 
 
 async def _save(response: httpx.Response, staging_dir: Path, max_bytes: int) -> tuple[Path, str, int, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from callstore.runtime import UsageError, database, run_async
 from store.recording_store import LocalRecordingStore
-from store.recordings import check_file, mark_purged, purge_candidates, stored_recordings
+from store.recordings import check_file, purge, purge_candidates, stored_recordings
 from store.settings import Settings
 from sync.recordings import FetchOptions, Fetcher, Outcome
 
@@ -128,6 +128,8 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(report.counts.items())) or "nothing due"
         if args.retry_failed:
             print(f"recordings: {report.retried} failed ones made due again")
+        if report.requeued:
+            print(f"recordings: {report.requeued} failed ones due again: the media settings changed")
         print(f"recordings: {counts}; {mb:.1f} MB in {report.seconds:.1f} s ({rate:.1f} MB/s)")
         if args.call_id and report.attempted == 0:
             print("no pending or failed recording for the given --call-id (an ended call with a recording_url)",
@@ -164,23 +166,14 @@ def _purge(args: argparse.Namespace, settings: Settings) -> int:
     store = LocalRecordingStore(settings.recordings_dir)
 
     async def go() -> int:
-        purged = 0
         async with database(settings) as engine:
-            while True:
-                async with engine.begin() as conn:
-                    batch = await purge_candidates(conn, args.older_than_days, tenant,
-                                                    limit=10**9 if args.dry_run else 500)
-                    if args.dry_run:
-                        for rec in batch:
-                            print(f"would purge {rec.tenant_id} {rec.call_id} {rec.storage_key}")
-                        return len(batch)
-                    if not batch:
-                        return purged
-                    # Files first: a crash in between leaves rows that a rerun purges.
-                    for rec in batch:
-                        if rec.storage_key is not None:
-                            await store.delete(rec.storage_key)
-                    purged += await mark_purged(conn, [(r.tenant_id, r.call_id) for r in batch])
+            if args.dry_run:
+                async with engine.connect() as conn:
+                    batch = await purge_candidates(conn, args.older_than_days, tenant, limit=10**9)
+                for rec in batch:
+                    print(f"would purge {rec.tenant_id} {rec.call_id} {rec.storage_key}")
+                return len(batch)
+            return (await purge(engine, store, args.older_than_days, tenant)).count
 
     n = run_async(go())
     print(f"{'would purge' if args.dry_run else 'purged'} {n} recordings older than {args.older_than_days} days")

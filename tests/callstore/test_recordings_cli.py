@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.recordings import Access, open_access
-from sync.fake import running_fake
+from sync.fake import recording_link, running_fake
 from tests.callstore.test_cli import run
 from tests.recording_fixtures import KEY, archive_settings, fake_state, load, with_recordings
 
@@ -71,22 +71,31 @@ async def test_fetch_verify_purge(db_url: str, engine: AsyncEngine, tmp_path: Pa
     assert rows == [("purged", True, True)] * 4 and statuses == ["purged"] and audit == 1
 
 
-async def test_retry_failed_after_fixing_the_media_hosts(db_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
-    """Refused for its host (a setting missing), then fetched once the setting is fixed."""
+async def test_refused_recordings_heal_once_the_media_hosts_are_fixed(
+        db_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
+    """Refused for their origin (a setting missing); failed stays failed while
+    the settings stay, --retry-failed tries again now, and the first run after
+    the setting is fixed fetches them without being asked."""
     state = fake_state(calls=20)
-    records = with_recordings(state)[:3]
     data_dir = tmp_path / "data"
     with running_fake(state) as base:
+        port = base.rsplit(":", 1)[1]
+        # The webhook names the fake by another host than the media URL's.
+        records = [{**r, "recording_url": recording_link(f"http://localhost:{port}", str(r["recording_url"]))}
+                   for r in with_recordings(state)[:3]]
         env = cli_env(db_url, data_dir, base, media_hosts="media.example.invalid")
-        await load(engine, archive_settings(base, data_dir), records)
+        await load(engine, archive_settings(base, data_dir), records, source="webhook")
         refused = run("recordings", "fetch", env=env, cwd=tmp_path)
         assert refused.returncode == 1 and "3 failed" in refused.stdout, refused.stdout + refused.stderr
-        fixed = cli_env(db_url, data_dir, base)
-        nothing_due = run("recordings", "fetch", env=fixed, cwd=tmp_path)
-        assert "nothing due" in nothing_due.stdout  # failed stays failed on its own
-        retried = run("recordings", "fetch", "--retry-failed", env=fixed, cwd=tmp_path)
-        assert retried.returncode == 0 and "3 stored" in retried.stdout, retried.stdout + retried.stderr
-        assert "3 failed ones made due again" in retried.stdout
+        assert "refused: not a configured media origin" in refused.stderr
+        nothing_due = run("recordings", "fetch", env=env, cwd=tmp_path)
+        assert "nothing due" in nothing_due.stdout  # failed stays failed under the same settings
+        retried = run("recordings", "fetch", "--retry-failed", env=env, cwd=tmp_path)
+        assert "3 failed ones made due again" in retried.stdout and "3 failed" in retried.stdout, retried.stdout
+        fixed = run("recordings", "fetch", env=cli_env(db_url, data_dir, base, media_hosts=f"localhost:{port}"),
+                    cwd=tmp_path)
+        assert fixed.returncode == 0 and "3 stored" in fixed.stdout, fixed.stdout + fixed.stderr
+        assert "3 failed ones due again: the media settings changed" in fixed.stdout
     async with engine.connect() as conn:
         statuses = (await conn.execute(text("SELECT status FROM callstore.recordings"))).scalars().all()
     assert statuses == ["stored"] * 3

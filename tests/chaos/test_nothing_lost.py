@@ -3,9 +3,14 @@ events, with duplicates, reordering and some calls never delivered, while the
 service is killed with -9 twice and PostgreSQL is stopped and started once.
 Then `callstore backfill` runs against the fake's history.
 
+Meanwhile the service's recordings job archives the calls' recordings (a
+few are slow, so that passes are under way); PostgreSQL is stopped while one
+holds claims.
+
 Asserted: every event answered 200 is in the store; after the backfill the
 store equals the fake's history exactly (count and fields); no call twice;
-the spool is empty. The figures are printed in pytest's terminal summary.
+the spool is empty; every recording the fake serves is stored, with its
+SHA-256. The figures are printed in pytest's terminal summary.
 
 Only 127.0.0.1; every process started here is stopped by PID in `finally`.
 """
@@ -27,7 +32,7 @@ import httpx
 import orjson
 import pytest
 
-from sync.fake import SendReport, events_for, generate_calls, make_state, running_fake, send_events
+from sync.fake import SendReport, events_for, generate_calls, make_state, recording_digest, running_fake, send_events
 from tests.chaos.postgres import StoppablePostgres
 from tests.chaos.service import ServiceProcess
 from tests.sync.alohub import COMPARED, expected_row
@@ -38,6 +43,25 @@ CALLS = 1500
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 SINCE = datetime(2026, 11, 20, 7, 0, tzinfo=ZONE)
 UNTIL = datetime(2026, 11, 20, 19, 0, tzinfo=ZONE)
+MEDIA_SIZE = 4096
+#: Recordings served slowly (ms for the whole body), so that passes are under way.
+SLOW = {"every": 25, "ms": 3000}
+#: Short leases, so that claims cut by the restarts lapse within the test.
+LEASE_S = 10
+
+
+async def claims_held(db_url: str) -> None:
+    """Wait (bounded: 30 s) until a recordings pass holds claims, i.e. is under way."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        for _ in range(300):
+            if await conn.fetchval("SELECT count(*) FROM callstore.recordings"
+                                   " WHERE status = 'pending' AND claimed_by IS NOT NULL"):
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+    raise AssertionError("no recordings pass was under way")
 
 
 @pytest.mark.chaos
@@ -47,13 +71,23 @@ async def test_kill_9_and_postgres_restart_lose_nothing_and_backfill_converges(
     pg = StoppablePostgres(tmp_path / "pg")
     svc: ServiceProcess | None = None
     try:
-        with running_fake(make_state(calls, api_key=API_KEY)) as fake:
+        state = make_state(calls, api_key=API_KEY)
+        state.media_size, state.media_auth = MEDIA_SIZE, False
+        with running_fake(state) as fake:
             db_url = await pg.start()
             data_dir = tmp_path / "data"
             # No API key for the service: its own scheduled backfill stays off,
             # so what the backfill recovers is measured by the one run below.
+            # Its recordings job runs every 5 s against the fake's media server.
             svc = ServiceProcess({"DATABASE_URL": db_url, "CALLSTORE_DATA_DIR": str(data_dir),
-                                  "ALOHUB_WEBHOOK_KEYS": KEY}, tmp_path / "work")
+                                  "ALOHUB_WEBHOOK_KEYS": KEY, "ALOHUB_MEDIA_URL": fake,
+                                  "CALLSTORE_RECORDINGS_INTERVAL": "5", "CALLSTORE_RECORDINGS_RATE": "0",
+                                  "CALLSTORE_RECORDINGS_CONCURRENCY": "8", "CALLSTORE_RECORDINGS_LEASE": str(LEASE_S)},
+                                 tmp_path / "work")
+            media = sorted(state.calls.media_paths)
+            async with httpx.AsyncClient(base_url=fake) as client:
+                slow = {path: f"slow:{SLOW['ms']}" for path in media[::SLOW["every"]]}
+                assert (await client.post("/_fake/faults", json={"media": slow})).status_code == 200
             await svc.start()
             events = events_for(calls, fake)
             assert len(events) >= 2000
@@ -71,7 +105,8 @@ async def test_kill_9_and_postgres_restart_lose_nothing_and_backfill_converges(
                 svc.kill()  # 1: mid-stream, database up
                 await svc.start()
                 await at(800)
-                await pg.stop()  # events go to the spool meanwhile
+                await claims_held(db_url)
+                await pg.stop()  # events go to the spool meanwhile; the recordings pass is cut
                 await at(1200)
                 spooled_seen.extend(data_dir.glob("spool/*/*.seg"))
                 svc.kill()  # 2: with events in its spool; the next process adopts them
@@ -146,6 +181,24 @@ async def test_kill_9_and_postgres_restart_lose_nothing_and_backfill_converges(
             assert recovered == len(report.dropped_call_ids)
             assert progress == 0
 
+            # Every recording the fake serves is stored, byte for byte, though
+            # passes were cut by two kills and a restart.
+            conn = await asyncpg.connect(db_url)
+            try:
+                for _ in range(1200):  # bounded: 120 s
+                    archive = dict(await conn.fetch(
+                        "SELECT status, count(*) FROM callstore.recordings GROUP BY status"))
+                    if archive.get("stored", 0) >= len(media):
+                        break
+                    await asyncio.sleep(0.1)
+                stored_hashes = {r["call_id"]: (r["sha256"], r["size"]) for r in await conn.fetch(
+                    "SELECT call_id, sha256, size FROM callstore.recordings WHERE status = 'stored'")}
+            finally:
+                await conn.close()
+            assert archive == {"stored": len(media)}, archive
+            assert stored_hashes == {call.call_id: recording_digest(call.recording_url, MEDIA_SIZE)
+                                     for call in calls if call.recording_url}
+
             drained = adopted = 0
             for line in svc.log_text().splitlines():
                 try:
@@ -164,6 +217,7 @@ async def test_kill_9_and_postgres_restart_lose_nothing_and_backfill_converges(
                 "calls never delivered": len(report.dropped_call_ids),
                 "spooled (drained from the spool)": drained, "adopted after kill -9": adopted,
                 "calls recovered by backfill": recovered, "calls stored": len(stored),
+                "recordings stored": archive.get("stored", 0),
             }
             report_figures(figures)
     finally:

@@ -26,7 +26,8 @@ def test_single_tenant_from_environment() -> None:
     [t] = s.tenants
     assert t.tenant_id == "20260310" and t.webhook_keys == ("key-one-1234567890", "key-two-4567890123")
     assert t.media_url == "https://2.alohub.vn:9909"
-    assert set(t.media_hosts) == {"2.alohub.vn"}  # the API's and the media URL's hosts, not the gateway's
+    # The origin of the API and media URLs, not the gateway's.
+    assert {str(o) for o in t.media_origins} == {"https://2.alohub.vn:9909"}
     assert "sk_live_secret" not in repr(s) and "key-one" not in repr(s) and "sk_live_secret" not in repr(t)
 
 
