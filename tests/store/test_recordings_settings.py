@@ -34,8 +34,8 @@ def test_retention_days_from_the_environment_and_the_tenants_file(tmp_path: Path
             parse_settings({"CALLSTORE_RECORDINGS_RETENTION_DAYS": bad})
         assert str(info.value).startswith("CALLSTORE_RECORDINGS_RETENTION_DAYS")
     file = tmp_path / "tenants.toml"
-    file.write_text('[tenants.a]\nwebhook_keys = ["key-a-12345"]\nrecordings_retention_days = 90\n'
-                    '[tenants.b]\nwebhook_keys = ["key-b-12345"]\n')
+    file.write_text('[tenants.a]\nwebhook_keys = ["key-a-1234567890ab"]\nrecordings_retention_days = 90\n'
+                    '[tenants.b]\nwebhook_keys = ["key-b-1234567890ab"]\n')
     a, b = parse_settings({"CALLSTORE_TENANTS_FILE": str(file)}).tenants
     assert (a.recordings_retention_days, b.recordings_retention_days) == (90, None)
     file.write_text('[tenants.a]\nrecordings_retention_days = "soon"\n')
