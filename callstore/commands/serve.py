@@ -16,6 +16,7 @@ from callstore.composition import build_extensions, build_jobs
 from callstore.runtime import database, run_async
 from callstore.scheduler import Scheduler
 from receiver.app import create_app
+from receiver.connections import connection_options
 from receiver.metrics import Metrics
 from store import migrate
 from store.settings import Settings
@@ -72,7 +73,7 @@ async def serve(settings: Settings, role: str) -> None:
         app = create_app(settings, engine, ext, metrics)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-            lifespan="on", timeout_graceful_shutdown=20, server_header=False,
+            lifespan="on", timeout_graceful_shutdown=20, server_header=False, **connection_options(settings),
         )
         server = uvicorn.Server(config)
         sockets = [_reuse_port_socket(settings.host, settings.port)] if settings.reuse_port else None
