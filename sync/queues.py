@@ -59,6 +59,10 @@ class CatalogueChange:
     renumbered: int
     reattributed: int
 
+    def summary(self) -> str:
+        return (f"{self.listed:,} queues listed ({self.added:,} new, {self.removed:,} removed, "
+                f"{self.renumbered:,} renumbered); {self.reattributed:,} calls re-attributed")
+
 
 @dataclass(frozen=True)
 class QueueRow:

@@ -395,8 +395,14 @@ class Fetcher:
                 "status": "pending" if status == "retry" else status, "error": error[:500], "url": url,
                 "delay": delay, "tenant": item.tenant_id, "call_id": item.call_id,
             })
-        log.info("recording of call %s: %s (attempt %d): %s", item.call_id, status, attempts, error)
+        log.info("Recording of call %s not stored (attempt %d): %s; %s.", item.call_id, attempts, error,
+                 _OUTCOME_WORDS.get(status, status))
         return Outcome(item.tenant_id, item.call_id, status, attempts, error=error)
+
+
+_OUTCOME_WORDS = {"retry": "it will be tried again later", "failed": "no more attempts",
+                  "expired": "Alohub no longer has it"}
+_COUNT_WORDS = {"retry": "to be retried"}
 
 
 def media_disabled_reason(settings: Settings) -> str | None:
@@ -410,5 +416,6 @@ async def run_job(engine: AsyncEngine, settings: Settings) -> FetchReport:
     fetcher = Fetcher(engine, settings, LocalRecordingStore(settings.recordings_dir))
     report = await fetcher.run()
     if report.attempted or report.enqueued:
-        log.info("recordings: %d new, %s", report.enqueued, report.counts)
+        counts = ", ".join(f"{n:,} {_COUNT_WORDS.get(k, k)}" for k, n in sorted(report.counts.items()))
+        log.info("Recordings pass: %s newly due; %s.", f"{report.enqueued:,}", counts or "nothing fetched")
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from callstore.runtime import UsageError, database, parse_when, run_async
 from store.errors import ConfigError
+from store.logs import lines_above
 from store.settings import Settings, TenantSettings
 from sync.backfill import Options, RunReport, backfill
 from sync.client import AlohubClient, new_http_client
@@ -115,6 +117,7 @@ class ProgressDisplay:
         self.bar = None
         self.last_log = 0.0
         self.started = time.monotonic()
+        self._above = contextlib.ExitStack()
 
     def __enter__(self) -> ProgressDisplay:
         if sys.stderr.isatty():
@@ -122,9 +125,12 @@ class ProgressDisplay:
 
             self.bar = tqdm(total=None, unit=" records", desc=f"backfill {self.tenant_id}", dynamic_ncols=True,
                             file=sys.stderr)
+            # Log lines (a retried request, say) are printed above the bar, not through it.
+            self._above.enter_context(lines_above(lambda line: tqdm.write(line, file=sys.stderr)))
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._above.close()
         if self.bar is not None:
             self.bar.close()
 
