@@ -181,7 +181,7 @@ def lines_above(write: Callable[[str], None]) -> Iterator[None]:
     handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
     streams = [h.stream for h in handlers]
     for h in handlers:
-        h.setStream(_Above(write))  # type: ignore[arg-type]
+        h.setStream(_Above(write))
     try:
         yield
     finally:
