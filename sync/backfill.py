@@ -105,7 +105,7 @@ class RunReport:
         return (
             f"Backfill of tenant {self.tenant_id} from {self.window.start.isoformat()} to {self.window.end.isoformat()}"
             f" ({self.source}, run {self.run_id}{resumed}): {self.status}. Stored {self.records:,} records"
-            f" of {self.pages:,} pages in {self.elapsed_s:.1f} s ({rate:,.0f} records/s);"
+            f" ({self.pages:,} pages) in {self.elapsed_s:.1f} s ({rate:,.0f} records/s);"
             f" {self.tally.first_seen:,} calls first seen by the backfill, {self.tally.changed:,} changed"
             + (f" ({fields})" if fields else "")
             + f", {self.tally.webhook_only:,} seen only by the webhook."
