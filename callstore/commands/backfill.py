@@ -139,7 +139,9 @@ class ProgressDisplay:
             total = r.expected_records
             if self.bar.total != total:
                 self.bar.total = total
-            self.bar.n = r.fetched_records
+            # update() rather than setting n: tqdm's rate and ETA are smoothed over its updates.
+            if r.fetched_records > self.bar.n:
+                self.bar.update(r.fetched_records - self.bar.n)
             self.bar.set_postfix_str(
                 f"stored {r.records:,}, new {r.tally.first_seen:,}, changed {r.tally.changed:,}, "
                 f"windows {r.windows_done}/{r.windows}", refresh=False)
