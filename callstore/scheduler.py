@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,12 +34,17 @@ class Scheduler:
             if job.notice:
                 log.warning("job %s: %s", job.name, job.notice)
             self._scheduler.add_job(
-                self._run, IntervalTrigger(seconds=job.every_seconds), args=[job], id=job.name,
+                self._run, IntervalTrigger(seconds=job.every_seconds), args=[job], id=job.name, name=job.name,
                 coalesce=True, max_instances=1, misfire_grace_time=job.every_seconds,
                 next_run_time=None,
             )
             # First run soon after start, then on the interval.
             self._scheduler.modify_job(job.name, next_run_time=_soon())
+        for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _SaidInWords) for f in logger.filters):
+                logger.addFilter(_SaidInWords())
+        self._scheduler.add_listener(_in_words, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self._scheduler.start()
 
     def shutdown(self) -> None:
@@ -62,6 +68,23 @@ class Scheduler:
         finally:
             if self.on_run is not None:
                 self.on_run(job.name, outcome)
+
+
+def _in_words(event: JobEvent) -> None:
+    """APScheduler's skipped and missed runs, as sentences naming the job."""
+    if event.code == EVENT_JOB_MAX_INSTANCES:
+        log.warning("Job %s skipped a run: its previous run is still going.", event.job_id)
+    else:
+        when = getattr(event, "scheduled_run_time", None)
+        log.warning("Job %s missed its run due at %s (the process was busy or paused); it runs again at its next "
+                    "interval.", event.job_id, when.isoformat(timespec="seconds") if when else "an earlier time")
+
+
+class _SaidInWords(logging.Filter):
+    """Drops APScheduler's own lines for the events `_in_words` reports."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Execution of job", "Run time of job"))
 
 
 def _soon():  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.merge import FIELDS, Event, Source, fold, normalize
 from store.settings import TenantSettings
+from store.tenants import share_attribution
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,9 @@ async def ingest(
         return result
 
     order = sorted(fresh)
+    # The queue of each call is computed below from the catalogue: hold it
+    # still until we commit (store/tenants.py says why).
+    await share_attribution(conn, [t for t, _ in order])
     old: dict[tuple[str, str], tuple[Any, ...]] = {}
     if track_changes:
         keys = {"t": sorted({t for t, _ in order}), "c": [c for _, c in order]}

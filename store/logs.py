@@ -10,10 +10,11 @@ by the receiver's middleware in a context variable).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from datetime import datetime, timezone
 
@@ -186,7 +187,9 @@ def setup_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str]
     root.setLevel(level)
     # sqlalchemy.engine at INFO or DEBUG would log every statement with its
     # parameters (call payloads, phone numbers): never, whatever the level.
-    for noisy in ("uvicorn.access", "httpx", "httpcore", "apscheduler.executors.default", "sqlalchemy.engine",
+    # APScheduler says "Adding job tentatively" and "Added job" for every job
+    # at every start; the scheduler (callstore/scheduler.py) logs what matters.
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "apscheduler", "sqlalchemy.engine",
                   "sqlalchemy.pool", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
@@ -197,6 +200,34 @@ def setup_logging(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str]
     migration = logging.getLogger("alembic.runtime.migration")
     migration.filters[:] = [f for f in migration.filters if not isinstance(f, _AlembicPreamble)]
     migration.addFilter(_AlembicPreamble())
+
+
+@contextlib.contextmanager
+def lines_above(write: Callable[[str], None]) -> Iterator[None]:
+    """While a progress bar is drawn: every log line goes through `write` (tqdm.write), which
+    prints it above the bar instead of through it. Formatting and redaction stay the handler's."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    streams = [h.stream for h in handlers]
+    for h in handlers:
+        h.setStream(_Above(write))
+    try:
+        yield
+    finally:
+        for h, stream in zip(handlers, streams):
+            h.setStream(stream)
+
+
+class _Above:
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+
+    def write(self, text: str) -> None:
+        line = text.rstrip("\n")
+        if line:
+            self._write(line)
+
+    def flush(self) -> None:
+        pass
 
 
 class _AlembicPreamble(logging.Filter):

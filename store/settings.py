@@ -109,6 +109,13 @@ class Settings:
     port: int = 8080
     #: SO_REUSEPORT on the listening socket: several processes on one address.
     reuse_port: bool = False
+    #: Connections (receiver/connections.py): seconds to send a request's
+    #: headers, idle seconds between keep-alive requests, requests per
+    #: connection, open connections at once.
+    http_header_timeout_s: int = 10
+    http_keepalive_timeout_s: int = 5
+    http_keepalive_requests: int = 1000
+    http_max_connections: int = 1000
     tenants: tuple[TenantSettings, ...] = (TenantSettings(DEFAULT_TENANT),)
     log_level: str = "INFO"
     log_format: str = "auto"
@@ -254,6 +261,12 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         host=_host(get("CALLSTORE_HOST") or "127.0.0.1"),
         port=_int("CALLSTORE_PORT", get("CALLSTORE_PORT"), 8080, lo=0, hi=65535),
         reuse_port=_bool("CALLSTORE_REUSE_PORT", get("CALLSTORE_REUSE_PORT"), False),
+        http_header_timeout_s=_int("CALLSTORE_HTTP_HEADER_TIMEOUT", get("CALLSTORE_HTTP_HEADER_TIMEOUT"), 10, lo=1, hi=300),
+        http_keepalive_timeout_s=_int("CALLSTORE_HTTP_KEEPALIVE_TIMEOUT", get("CALLSTORE_HTTP_KEEPALIVE_TIMEOUT"), 5,
+                                      lo=1, hi=300),
+        http_keepalive_requests=_int("CALLSTORE_HTTP_KEEPALIVE_REQUESTS", get("CALLSTORE_HTTP_KEEPALIVE_REQUESTS"), 1000,
+                                     lo=1),
+        http_max_connections=_int("CALLSTORE_HTTP_MAX_CONNECTIONS", get("CALLSTORE_HTTP_MAX_CONNECTIONS"), 1000, lo=1),
         tenants=tenants,
         log_level=log_level,
         log_format=log_format,

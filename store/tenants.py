@@ -21,3 +21,30 @@ _UPSERT = text(
 
 async def sync_tenants(conn: AsyncConnection, tenants: Sequence[TenantSettings]) -> None:
     await conn.execute(_UPSERT, {"ids": [t.tenant_id for t in tenants], "zones": [t.timezone for t in tenants]})
+
+
+# A call's queue is computed from the tenant's catalogue and manual mappings
+# when the call is written (store/ingest.py), and again for the stored calls
+# when either changes (sync/queues.py). Under READ COMMITTED each statement
+# sees what was committed when it began, so without a lock a call written
+# while a catalogue change is in flight is computed from the old catalogue
+# and missed by the re-attribution, for good. The tenant's row is the lock:
+# writers of calls hold a KEY SHARE lock on it until they commit (they never
+# wait for each other); a catalogue or mapping change takes it FOR UPDATE
+# before reading anything, so it waits for the writers in flight, and the
+# writers that come after it wait for its commit, then see its result.
+_SHARE = text(
+    "SELECT tenant_id FROM callstore.tenants WHERE tenant_id = ANY(CAST(:ids AS text[]))"
+    " ORDER BY tenant_id FOR KEY SHARE"
+)
+_EXCLUSIVE = text("SELECT tenant_id FROM callstore.tenants WHERE tenant_id = :t FOR UPDATE")
+
+
+async def share_attribution(conn: AsyncConnection, tenant_ids: Sequence[str]) -> None:
+    """Before writing calls of `tenant_ids`: no catalogue change may commit until we do."""
+    await conn.execute(_SHARE, {"ids": sorted(set(tenant_ids))})
+
+
+async def lock_attribution(conn: AsyncConnection, tenant_id: str) -> None:
+    """Before changing a tenant's catalogue or mappings: wait for the calls being written."""
+    await conn.execute(_EXCLUSIVE, {"t": tenant_id})

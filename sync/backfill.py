@@ -10,6 +10,11 @@ far: the cursor is always committed with the data it covers.
 
 Re-running any range is safe: a record already stored is a duplicate raw
 event and is not merged again, so it changes nothing and counts nothing.
+
+A run that stops early (interrupted, or Alohub failing) first writes the
+pages it has already fetched, so its row says how many pages and records it
+stored. A manual run of the same tenant, source and range as a run that
+stopped early resumes after the windows that run wrote completely.
 """
 
 from __future__ import annotations
@@ -64,8 +69,15 @@ class RunReport:
     status: str = "running"
     pages: int = 0
     records: int = 0
-    #: Sum of the totals announced so far (grows as windows answer page 1).
+    #: Sum of the totals announced so far (grows as windows answer page 1),
+    #: and how many windows announced one.
     announced: int = 0
+    announced_windows: int = 0
+    #: Pages and records received from Alohub (stored or about to be).
+    fetched_pages: int = 0
+    fetched_records: int = 0
+    #: Where this run started when it resumed an earlier one that stopped early.
+    resumed_from: datetime | None = None
     windows_done: int = 0
     windows: int = 0
     skipped_records: int = 0
@@ -74,17 +86,31 @@ class RunReport:
     error: str | None = None
     elapsed_s: float = 0.0
 
+    @property
+    def expected_records(self) -> int | None:
+        """The run's total: exact once every window announced its totalRecord; until then the
+        announced totals plus, for each silent window, their average. None before any."""
+        if self.announced_windows == 0:
+            return None
+        silent = max(0, self.windows - self.announced_windows)
+        estimate = self.announced + round(silent * self.announced / self.announced_windows)
+        return max(estimate, self.fetched_records)
+
     def summary(self) -> str:
-        fields = ", ".join(f"{k} {v}" for k, v in self.tally.fields.most_common())
+        fields = ", ".join(f"{k} {v:,}" for k, v in self.tally.fields.most_common())
         rate = self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        zone = self.window.start.tzinfo
+        resumed = (f", resuming from {self.resumed_from.astimezone(zone).isoformat()}"
+                   if self.resumed_from is not None else "")
         return (
-            f"backfill {self.tenant_id} {self.window.start.isoformat()} .. {self.window.end.isoformat()} "
-            f"({self.source}, run {self.run_id}): {self.status}; {self.records} records in {self.pages} pages, "
-            f"{self.elapsed_s:.1f} s ({rate:.0f}/s); first seen by backfill {self.tally.first_seen}, "
-            f"changed {self.tally.changed}" + (f" ({fields})" if fields else "")
-            + f", seen only by webhook {self.tally.webhook_only}"
-            + (f"; {self.skipped_records} records without call_id skipped" if self.skipped_records else "")
-            + (f"; error: {self.error}" if self.error else "")
+            f"Backfill of tenant {self.tenant_id} from {self.window.start.isoformat()} to {self.window.end.isoformat()}"
+            f" ({self.source}, run {self.run_id}{resumed}): {self.status}. Stored {self.records:,} records"
+            f" ({self.pages:,} pages) in {self.elapsed_s:.1f} s ({rate:,.0f} records/s);"
+            f" {self.tally.first_seen:,} calls first seen by the backfill, {self.tally.changed:,} changed"
+            + (f" ({fields})" if fields else "")
+            + f", {self.tally.webhook_only:,} seen only by the webhook."
+            + (f" {self.skipped_records:,} records without a call_id were skipped." if self.skipped_records else "")
+            + (f" Error: {self.error}" if self.error else "")
         )
 
 
@@ -124,23 +150,31 @@ def _fewer_collections() -> Iterator[None]:
 
 async def backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistorySource, window: Window, *,
                    kind: str = "manual", cursor: str | None = None, options: Options = Options(),
-                   progress: Progress | None = None) -> RunReport:
+                   progress: Progress | None = None, resume: bool = True) -> RunReport:
     """Page `window` from `source` into the store; return what was reconciled.
 
+    With `resume` (manual runs), a range that an earlier run of the same
+    tenant and source stopped in early starts after what that run covered.
     Raises the source's error (after recording the run as failed) if paging fails.
     """
     with _fewer_collections():
         return await _backfill(engine, tenant, source, window, kind=kind, cursor=cursor, options=options,
-                               progress=progress)
+                               progress=progress, resume=resume and kind == "manual")
 
 
 async def _backfill(engine: AsyncEngine, tenant: TenantSettings, source: HistorySource, window: Window, *,
-                    kind: str, cursor: str | None, options: Options, progress: Progress | None) -> RunReport:
+                    kind: str, cursor: str | None, options: Options, progress: Progress | None,
+                    resume: bool) -> RunReport:
     started = time.monotonic()
     async with engine.begin() as conn:
-        run_id = await ledger.start_run(conn, tenant.tenant_id, kind, source.name, window.start, window.end)
-    windows = window.split(options.chunk)
-    report = RunReport(run_id, tenant.tenant_id, source.name, window, windows=len(windows))
+        start = await ledger.resume_point(conn, tenant.tenant_id, source.name, window.start, window.end) \
+            if resume else None
+        run_id = await ledger.start_run(conn, tenant.tenant_id, kind, source.name, window.start, window.end,
+                                        covered_until=start)
+    todo = Window(start, window.end) if start is not None else window
+    windows = todo.split(options.chunk) if todo.start < todo.end else []
+    report = RunReport(run_id, tenant.tenant_id, source.name, window, windows=len(windows), resumed_from=start,
+                       covered_until=start)
     writer = _Writer(engine, tenant, report, windows, cursor, options.writers)
     queue: asyncio.Queue[PageResult | WindowDone | StreamEnd] = asyncio.Queue(maxsize=max(4, options.concurrency * 4))
     producer = asyncio.create_task(
@@ -150,8 +184,11 @@ async def _backfill(engine: AsyncEngine, tenant: TenantSettings, source: History
             item = await queue.get()
             if isinstance(item, PageResult):
                 writer.add_page(item)
+                report.fetched_pages += 1
+                report.fetched_records += len(item.records)
                 if item.page == 1 and item.total is not None:
                     report.announced += item.total
+                    report.announced_windows += 1
                 if len(writer.buffer) >= options.batch_size:
                     await writer.flush()
             elif isinstance(item, WindowDone):
@@ -178,6 +215,11 @@ async def _backfill(engine: AsyncEngine, tenant: TenantSettings, source: History
         producer.cancel()
         with contextlib.suppress(BaseException):
             await producer
+        # Keep what was fetched: the pages in the buffer are written (with
+        # their ledger rows and the run's counts), so the run's row says what
+        # it stored and a resumed run need not fetch them again.
+        with contextlib.suppress(BaseException):
+            await writer.flush()
         with contextlib.suppress(BaseException):
             await writer.drain()
         with contextlib.suppress(Exception):

@@ -141,17 +141,38 @@ async def webhook_only(conn: AsyncConnection, tenant_id: str, tz: str, start: da
 # -- runs and cursors -------------------------------------------------------
 
 async def start_run(conn: AsyncConnection, tenant_id: str, kind: str, source: str, start: datetime,
-                    end: datetime) -> int:
+                    end: datetime, covered_until: datetime | None = None) -> int:
+    """A new run of [start, end); `covered_until`: where a resumed run starts (default: start)."""
     run_id = await conn.scalar(
         text(
             """
             INSERT INTO callstore.ingest_runs (tenant_id, kind, source, window_start, window_end, covered_until)
-            VALUES (:t, :k, :s, :a, :b, :a) RETURNING run_id
+            VALUES (:t, :k, :s, :a, :b, coalesce(CAST(:c AS timestamptz), :a)) RETURNING run_id
             """
         ),
-        {"t": tenant_id, "k": kind, "s": source, "a": start, "b": end},
+        {"t": tenant_id, "k": kind, "s": source, "a": start, "b": end, "c": covered_until},
     )
     return int(run_id)
+
+
+async def resume_point(conn: AsyncConnection, tenant_id: str, source: str, start: datetime,
+                       end: datetime) -> datetime | None:
+    """Where a manual run of [start, end) resumes: the end of what the latest manual run of the same
+    tenant, source and range covered, if that run stopped early (not 'ok') after covering some."""
+    row = (await conn.execute(
+        text(
+            """
+            SELECT status, covered_until FROM callstore.ingest_runs
+            WHERE tenant_id = :t AND kind = 'manual' AND source = :s AND window_start = :a AND window_end = :b
+              AND status <> 'running'
+            ORDER BY run_id DESC LIMIT 1
+            """
+        ),
+        {"t": tenant_id, "s": source, "a": start, "b": end},
+    )).first()
+    if row is None or row.status == "ok" or row.covered_until <= start:
+        return None
+    return row.covered_until  # type: ignore[no-any-return]
 
 
 async def progress_run(conn: AsyncConnection, run_id: int, pages: int, records: int,

@@ -6,6 +6,9 @@ queue a manual mapping names, else to none (`unassigned`); only inbound calls
 ingest applies to every written row. When the catalogue or a mapping changes,
 the calls of the affected hotlines are re-attributed with that same function
 (and their `updated_at` bumped, so incremental rollups pick them up).
+Every change of the catalogue or of a mapping first takes the tenant's
+attribution lock (store/tenants.py), so a call written at the same time is
+never left with the queue of the old catalogue.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from store.merge import parse_int
 from store.phone import canonical_phone
 from store.settings import TenantSettings
+from store.tenants import lock_attribution
 from sync.client import AlohubClient
 from sync.errors import AlohubProtocolError
 
@@ -54,6 +58,10 @@ class CatalogueChange:
     removed: int
     renumbered: int
     reattributed: int
+
+    def summary(self) -> str:
+        return (f"{self.listed:,} queues listed ({self.added:,} new, {self.removed:,} removed, "
+                f"{self.renumbered:,} renumbered); {self.reattributed:,} calls re-attributed")
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,7 @@ async def store_catalogue(conn: AsyncConnection, tenant: TenantSettings, records
                           now: datetime) -> CatalogueChange:
     """Make callstore.queues the listed catalogue; mark unlisted queues removed; re-attribute."""
     rows = queue_rows(records, tenant.country_code)
+    await lock_attribution(conn, tenant.tenant_id)
     before = {(qid, num) for qid, num in await conn.execute(_ACTIVE, {"t": tenant.tenant_id})}
     payload = [
         {"queue_id": r.queue_id, "name": r.name, "callin_number": r.callin_number,
@@ -189,6 +198,7 @@ async def queue_exists(conn: AsyncConnection, tenant_id: str, queue_id: int) -> 
 
 async def set_mapping(conn: AsyncConnection, tenant_id: str, hotline: str, queue_id: int, note: str = "") -> int:
     """Map `hotline` (canonical) to `queue_id`; return how many calls moved."""
+    await lock_attribution(conn, tenant_id)
     await conn.execute(
         text(
             """
@@ -203,6 +213,7 @@ async def set_mapping(conn: AsyncConnection, tenant_id: str, hotline: str, queue
 
 async def remove_mapping(conn: AsyncConnection, tenant_id: str, hotline: str) -> tuple[bool, int]:
     """Remove the mapping of `hotline`; return whether there was one and how many calls moved."""
+    await lock_attribution(conn, tenant_id)
     result = await conn.execute(
         text("DELETE FROM callstore.queue_mappings WHERE tenant_id = :t AND hotline = :h"),
         {"t": tenant_id, "h": hotline},

@@ -596,8 +596,14 @@ class Fetcher:
             log.error("recording of call %r: %s: %s (attempt %d)", item.call_id, status, error, attempts,
                       exc_info=unexpected if trace else None)
         else:
-            log.info("recording of call %r: %s (attempt %d): %s", item.call_id, status, attempts, error)
+            log.info("Recording of call %s not stored (attempt %d): %s; %s.", item.call_id, attempts, error,
+                     _OUTCOME_WORDS.get(status, status))
         return Outcome(item.tenant_id, item.call_id, status, attempts, error=error)
+
+
+_OUTCOME_WORDS = {"retry": "it will be tried again later", "failed": "no more attempts",
+                  "expired": "Alohub no longer has it"}
+_COUNT_WORDS = {"retry": "to be retried"}
 
 
 def media_disabled_reason(settings: Settings) -> str | None:
@@ -611,5 +617,6 @@ async def run_job(engine: AsyncEngine, settings: Settings) -> FetchReport:
     fetcher = Fetcher(engine, settings, LocalRecordingStore(settings.recordings_dir))
     report = await fetcher.run()
     if report.attempted or report.enqueued:
-        log.info("recordings: %d new, %s", report.enqueued, report.counts)
+        counts = ", ".join(f"{n:,} {_COUNT_WORDS.get(k, k)}" for k, n in sorted(report.counts.items()))
+        log.info("Recordings pass: %s newly due; %s.", f"{report.enqueued:,}", counts or "nothing fetched")
     return report

@@ -56,6 +56,6 @@ async def sync_all_queues(engine: AsyncEngine, settings: Settings, limits: RateL
             records = await fetch_queues(AlohubClient(http, tenant, limits=limits))
             async with engine.begin() as conn:
                 change = await store_catalogue(conn, tenant, records, datetime.now(timezone.utc))
-            log.info("queues of tenant %s: %s", tenant.tenant_id, change)
+            log.info("Queue catalogue of tenant %s: %s.", tenant.tenant_id, change.summary())
             out[tenant.tenant_id] = change
     return out

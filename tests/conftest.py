@@ -132,6 +132,7 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 import asyncio  # noqa: E402
 import socket  # noqa: E402
 from dataclasses import replace  # noqa: E402
+from typing import Any  # noqa: E402
 
 import uvicorn  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
@@ -161,12 +162,12 @@ make_settings = test_settings
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    """Run `app` under uvicorn on 127.0.0.1 (a free port) in this event loop."""
+async def serving(app: Starlette, **config: Any) -> AsyncIterator[str]:
+    """Run `app` under uvicorn on 127.0.0.1 (a free port) in this event loop (`config`: more uvicorn.Config keywords)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **config))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(500):

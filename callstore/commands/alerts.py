@@ -241,12 +241,14 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError("--to: at most 400 days after --from")
         ranges.append((t, start, end))
 
+    now = datetime.now(timezone.utc)
+
     async def go() -> list[tuple[TenantSettings, list[Step]]]:
         out = []
         async with database(settings) as engine, engine.connect() as conn:
             for t, start, end in ranges:
                 try:
-                    out.append((t, await backtest(conn, t, start, end, overrides)))
+                    out.append((t, await backtest(conn, t, start, end, overrides, now=now)))
                 except ValueError as exc:
                     name, _, problem = str(exc).partition(": ")
                     raise UsageError(f"--{name.replace('_', '-')}: {problem}") from None
@@ -259,6 +261,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     for t, steps in results:
         fired = sum(s.transition == "firing" for s in steps)
         print(f"tenant {t.tenant_id}: {fired} fired, {len(steps) - fired} resolved")
+        if any(r[0] is t and r[2] > now for r in ranges):
+            print(f"  (--to is in the future: replayed up to now, {now.astimezone(t.zone).isoformat(timespec='seconds')})")
         for s in steps:
             f, b = s.verdict.figures, s.verdict.baseline
             base = f"baseline {_pct(b.rate)} (upper {_pct(b.upper_bound)}, {b.handled} calls)" if b else "no baseline"

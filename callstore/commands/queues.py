@@ -71,8 +71,7 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
                 records = await fetch_queues(AlohubClient(http, t))
                 async with engine.begin() as conn:
                     c = await store_catalogue(conn, t, records, datetime.now(timezone.utc))
-                print(f"tenant {t.tenant_id}: {c.listed} queues listed ({c.added} new, {c.removed} removed, "
-                      f"{c.renumbered} renumbered); {c.reattributed} calls re-attributed")
+                print(f"tenant {t.tenant_id}: {c.summary()}")
 
     run_async(go())
     return 0

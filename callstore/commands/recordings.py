@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -10,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from callstore.runtime import UsageError, database, run_async
+from store.logs import lines_above
 from store.recording_store import LocalRecordingStore
 from store.recordings import check_file, purge, purge_candidates, stored_recordings
 from store.settings import Settings
@@ -66,7 +68,10 @@ def _tenant(settings: Settings, tenant: str | None) -> str | None:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; a log line every few seconds otherwise."""
+    """A tqdm bar on a terminal; a log line every few seconds otherwise.
+
+    Each recording that is not stored is logged once, by the fetcher; while
+    the bar is drawn, log lines are printed above it (not through it)."""
 
     def __init__(self, unit: str) -> None:
         self.unit = unit
@@ -75,6 +80,7 @@ class _Progress:
         self.total = 0
         self.last = time.monotonic()
         self.tty = sys.stderr.isatty()
+        self._above = contextlib.ExitStack()
 
     def start(self, total: int) -> None:
         self.total = total
@@ -82,23 +88,21 @@ class _Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr)
+            self._above.enter_context(lines_above(lambda line: tqdm.write(line, file=sys.stderr)))
         else:
-            log.info("%d %s to go", total, self.unit)
+            log.info("%s %s to go.", f"{total:,}", self.unit)
 
-    def step(self, note: str | None = None) -> None:
+    def step(self) -> None:
         self.done += 1
         if self.bar is not None:
             self.bar.update(1)
-            if note:
-                self.bar.write(note, file=sys.stderr)
             return
-        if note:
-            log.info("%s", note)
         if time.monotonic() - self.last >= 5:
             self.last = time.monotonic()
-            log.info("%d of %d %s done", self.done, self.total, self.unit)
+            log.info("%s of %s %s done.", f"{self.done:,}", f"{self.total:,}", self.unit)
 
     def close(self) -> None:
+        self._above.close()
         if self.bar is not None:
             self.bar.close()
 
@@ -113,7 +117,7 @@ def _fetch(args: argparse.Namespace, settings: Settings) -> int:
     progress = _Progress("recordings")
 
     def outcome(o: Outcome) -> None:
-        progress.step(None if o.status == "stored" else f"call {o.call_id}: {o.status}: {o.error}")
+        progress.step()
 
     async def go() -> int:
         async with database(settings, pool_size=options.concurrency + 2) as engine:

@@ -18,6 +18,7 @@ from callstore.composition import build_extensions, build_jobs
 from callstore.runtime import database, run_async
 from callstore.scheduler import Scheduler
 from receiver.app import create_app
+from receiver.connections import connection_options
 from receiver.metrics import Metrics
 from store import migrate
 from store.errors import ConfigError
@@ -120,6 +121,7 @@ def server_config(app: object, settings: Settings) -> uvicorn.Config:
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,  # type: ignore[arg-type]
         lifespan="on", timeout_graceful_shutdown=20, server_header=False,
         proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) if proxies else "",
+        **connection_options(settings),
     )
 
 

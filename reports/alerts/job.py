@@ -42,9 +42,11 @@ async def run_alerts(engine: AsyncEngine, settings: Settings, *, now: datetime |
         async with engine.begin() as conn:
             evaluated = await evaluate_tenant(conn, tenant, now, sorted(notifiers))
         for s in evaluated.transitions:
-            log.info("alert %s: tenant %s queue %s at %s (abandon rate %s)", s.transition, tenant.tenant_id,
-                     "unassigned" if s.queue_id is None else s.queue_id, s.at.isoformat(),
-                     s.verdict.figures.abandon_rate)
+            f = s.verdict.figures
+            rate = "none handled" if f.abandon_rate is None else f"{100 * f.abandon_rate:.1f} %"
+            log.info("Alert %s for queue %s of tenant %s at %s: abandon rate %s (%d of %d handled calls abandoned).",
+                     s.transition, "unassigned" if s.queue_id is None else s.queue_id, tenant.tenant_id,
+                     s.at.isoformat(), rate, f.abandoned_net, f.handled)
         run.transitions.extend(evaluated.transitions)
     if notifiers:
         if client is None:

@@ -32,10 +32,10 @@ async def test_backfill_command_is_idempotent_and_summarises(db_url: str, engine
     args = ("backfill", "--since", "2024-01-13", "--until", "2024-01-14T00:00:00+07:00", "--chunk-hours", "6")
     first = await asyncio.to_thread(run, *args, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "ok; 250 records" in first.stdout and "first seen by backfill 250" in first.stdout
+    assert "ok. Stored 250 records" in first.stdout and "250 calls first seen by the backfill" in first.stdout
     assert API_KEY not in first.stdout + first.stderr
     again = await asyncio.to_thread(run, *args, env=env, cwd=tmp_path)
-    assert again.returncode == 0 and "first seen by backfill 0, changed 0" in again.stdout
+    assert again.returncode == 0 and "0 calls first seen by the backfill, 0 changed" in again.stdout
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM analytics.calls")) == 250
         assert (await conn.execute(text("SELECT status, records FROM callstore.ingest_runs ORDER BY run_id"))).all() \
@@ -91,3 +91,20 @@ def test_a_bad_argument_is_one_line_and_exit_2(tmp_path: Path) -> None:
                                                                        "ALOHUB_API_KEY": API_KEY}, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "callstore: error: --until: 'soon' is not an ISO 8601 date or date-time"]
+
+
+def test_progress_log_line_is_a_sentence_with_rounded_figures() -> None:
+    from datetime import datetime, timezone
+
+    from callstore.commands.backfill import progress_sentence
+    from sync.backfill import RunReport
+    from sync.sources import Window
+
+    t = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    r = RunReport(1, "default", "searchCallV2", Window(t, t), windows=10, pages=10, records=1000, announced=1500,
+                  announced_windows=3, fetched_pages=12, fetched_records=1200)
+    assert progress_sentence(r, 10.0) == ("Backfill of tenant default: 1,200 records fetched of about 5,000 (24.0 %),"
+                                          " 1,000 stored; 12 pages, windows 0 of 10, 120 records/s,"
+                                          " about 32 s left.")
+    r.announced_windows, r.announced = 10, 1250
+    assert "fetched of 1,250 (96.0 %)" in progress_sentence(r, 10.0)

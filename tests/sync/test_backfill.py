@@ -220,3 +220,52 @@ def test_jobs_are_off_with_a_reason_without_api_settings() -> None:
     no_url = replace(no_url, tenants=(replace(no_url.tenants[0], api_url=None),))
     assert "ALOHUB_API_URL" in (sync_jobs(no_url)[0].disabled_reason or "")
     assert sync_jobs(replace(no_url, history_source="call-logs"))[0].disabled_reason is None
+
+
+async def test_progress_per_page_and_an_interrupted_run_keeps_and_resumes(
+        engine: AsyncEngine, fake: str, http: httpx.AsyncClient) -> None:
+    from sync.backfill import RunReport
+
+    tenant = tenant_for(fake)
+    async with engine.begin() as conn:
+        await sync_tenants(conn, [tenant])
+    # Batches larger than the whole range: nothing would be written before the end of the run.
+    options = Options(limit=20, concurrency=2, batch_size=100_000, chunk=timedelta(hours=3))
+    seen: list[tuple[int, int, int | None]] = []
+    enough = asyncio.Event()
+
+    def progress(r: RunReport) -> None:
+        seen.append((r.fetched_records, r.records, r.expected_records))
+        if r.windows_done >= 3:
+            enough.set()
+
+    source = SearchCallV2(AlohubClient(http, tenant))
+    task = asyncio.create_task(backfill(engine, tenant, source, Window(SINCE, UNTIL), options=options,
+                                        progress=progress))
+    await asyncio.wait_for(enough.wait(), timeout=30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    # The bar moved with every page, before anything was stored, towards a known total.
+    fetched = [f for f, stored, _ in seen if stored == 0]
+    assert len(fetched) >= 4 and fetched == sorted(fetched) and fetched[-1] > 0
+    assert all(total is not None and total >= f for f, _, total in seen[1:])
+
+    # The interrupted run stored what it had fetched, and says so.
+    async with engine.connect() as conn:
+        run = (await conn.execute(text("SELECT status, pages, records, covered_until FROM callstore.ingest_runs"))).one()
+        stored = await conn.scalar(text("SELECT count(*) FROM callstore.calls"))
+    assert run.status == "interrupted" and run.pages > 0 and run.records == stored > 0
+    assert run.covered_until >= SINCE + timedelta(hours=9)
+
+    # Run again: it resumes after the windows the first run completed, and ends with everything.
+    again = await backfill(engine, tenant, source, Window(SINCE, UNTIL), options=options)
+    assert again.status == "ok" and again.resumed_from == run.covered_until
+    assert again.windows < 8
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM callstore.calls")) == 400
+    # A completed range is not resumed: the next run fetches it all, and its total is exact.
+    full = await backfill(engine, tenant, source, Window(SINCE, UNTIL), options=options)
+    assert full.resumed_from is None and full.windows == 8
+    assert full.expected_records == full.fetched_records == 400

@@ -183,6 +183,22 @@ async def test_spike_fires_once_resolves_once_and_backtest_agrees(engine: AsyncE
     assert 'callstore_queue_abandon_rate{tenant="default",queue="103",queue_name="VIP",window_minutes="15"} NaN' in text_
 
 
+async def test_backtest_ending_in_the_future_stops_at_now(engine: AsyncEngine) -> None:
+    """Run while the spike's alert is firing, a backtest to the end of the day reports the firing,
+    not a "resolved" in the future (a window of calls that have not happened yet is empty)."""
+    await setup(engine, make_settings())
+    now = SPIKE[1] + timedelta(minutes=2, seconds=7)
+    async with engine.connect() as conn:
+        steps = await backtest(conn, make_settings().tenant("default"), T0, T0 + timedelta(hours=12), now=now)
+        # The same range once its end has passed: the alert resolves.
+        later = await backtest(conn, make_settings().tenant("default"), T0, T0 + timedelta(hours=12),
+                               now=T0 + timedelta(hours=13))
+    assert [(s.queue_id, s.transition) for s in steps] == [(SALES, "firing")]
+    assert all(s.at <= now for s in steps)
+    assert [(s.queue_id, s.transition) for s in later] == [(SALES, "firing"), (SALES, "resolved")]
+    assert later[1].at > now
+
+
 async def test_metrics_route_and_job_are_wired(engine: AsyncEngine) -> None:
     settings = make_settings()
     await setup(engine, settings)
