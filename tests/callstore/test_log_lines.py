@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from callstore.scheduler import Scheduler
 from store.jobs import Job
 from store.logs import setup_logging
-from sync.fake import running_fake
+from sync.fake import recording_link, running_fake
 from tests.callstore.test_cli import run
 from tests.callstore.test_recordings_cli import cli_env
 from tests.conftest import test_settings
@@ -73,11 +73,14 @@ async def test_scheduler_is_quiet_at_start_and_names_a_skipped_job(engine: Async
 async def test_a_failed_recording_is_one_line(db_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
     """Refused recordings: one sentence each in the log, whether or not a progress bar is drawn."""
     state = fake_state(calls=20)
-    records = with_recordings(state)[:3]
     data_dir = tmp_path / "data"
     with running_fake(state) as base:
+        # The webhook names the fake by another host than the media URL's: not a configured origin.
+        port = base.rsplit(":", 1)[1]
+        records = [{**r, "recording_url": recording_link(f"http://localhost:{port}", str(r["recording_url"]))}
+                   for r in with_recordings(state)[:3]]
         env = cli_env(db_url, data_dir, base, media_hosts="media.example.invalid")
-        await load(engine, archive_settings(base, data_dir), records)
+        await load(engine, archive_settings(base, data_dir), records, source="webhook")
         plain = await asyncio.to_thread(run, "recordings", "fetch", env=env, cwd=tmp_path)
         assert plain.returncode == 1, plain.stderr
         for r in records:
