@@ -9,7 +9,8 @@ wide as its widest cell.
 Names come from Alohub (queue names, agent names): in a terminal, control
 characters are shown as U+FFFD, so a name cannot move the cursor or change
 colours; in CSV and xlsx a text cell that a spreadsheet would run as a
-formula (=, +, -, @ first) is written as text.
+formula (=, +, -, @ first) is written as text, and xlsx cells get the
+same replacement of control characters as the terminal.
 """
 
 from __future__ import annotations
@@ -162,6 +163,8 @@ def to_xlsx(sheet: Sheet) -> bytes:
                 cell.value = v / 86400  # a spreadsheet duration is a fraction of a day
             elif isinstance(v, datetime):
                 cell.value = v.replace(tzinfo=None)
+            elif isinstance(v, str):
+                cell.value = printable(v)  # a workbook cannot hold control characters
             else:
                 cell.value = v
             if isinstance(v, str):

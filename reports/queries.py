@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -112,7 +112,7 @@ def parse_request(params: Mapping[str, str | None], settings: Settings, formats:
     raw_from = params.get("from")
     if not raw_from:
         raise InvalidParameter("from", "required: an ISO 8601 date or date-time")
-    start = when(raw_from, zone, "from")
+    start = period_start(when(raw_from, zone, "from"), zone, interval)
     raw_to = params.get("to")
     end = when(raw_to, zone, "to") if raw_to else datetime.now(zone)
     if end <= start:
@@ -122,6 +122,21 @@ def parse_request(params: Mapping[str, str | None], settings: Settings, formats:
     queue = text_value(params, "queue")
     fmt = choice_param(params, "format", formats, "json")
     return QueueReportRequest(tenant_id, zone, start, end, interval, queue, fmt)
+
+
+def period_start(at: datetime, zone: ZoneInfo, interval: str) -> datetime:
+    """For weeks and months, the local start of the period holding `at`.
+
+    Asked from the 20th by month, a supervisor wants that month, not nothing:
+    a row is a whole period, so its first day is where the range starts.
+    Shorter intervals keep `at` (rows start in [from, to)).
+    """
+    day = at.astimezone(zone).date()
+    if interval == "week":
+        return datetime.combine(day - timedelta(days=day.weekday()), time(0), tzinfo=zone)
+    if interval == "month":
+        return datetime.combine(day.replace(day=1), time(0), tzinfo=zone)
+    return at
 
 
 def when(value: str, zone: ZoneInfo, param: str) -> datetime:
