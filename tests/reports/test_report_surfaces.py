@@ -122,6 +122,8 @@ async def test_cli_reports_read_like_a_report(engine: AsyncEngine, settings: Set
     assert first["day_start"] == "2026-11-20T00:00:00+07:00"
     assert rows[("agent1", "2026-11-21")]["aht_seconds"] is None
     assert a["totals"] == {"answered": 3, "outbound": 0, "talk_seconds": 150, "hold_seconds": 0, "aht_seconds": 50.0}
+    tokens = await run("tokens", "list")
+    assert tokens.returncode == 0 and tokens.stdout.splitlines()[1].split()[3].endswith("+07:00"), tokens.stdout
     table = await run("report", "agents", *RANGE, "--agent", "agent1")
     assert table.returncode == 0 and "Avg handle time" in table.stdout and "0:02:30" in table.stdout, table.stdout
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 from sqlalchemy import text
@@ -13,7 +15,8 @@ from reports.alerts.job import run_alerts
 from store.tenants import sync_tenants
 from tests.conftest import test_settings as make_settings
 from tests.reports.alerts.calls import Call, insert_calls, steady
-from tests.reports.alerts.test_job import SALES, SPIKE, T0
+from tests.reports.alerts.test_job import SALES, SPIKE, T0, ZONE
+from tests.reports.test_report_surfaces import cli
 
 
 def test_reportable_rate_needs_the_minimum_volume() -> None:
@@ -22,7 +25,7 @@ def test_reportable_rate_needs_the_minimum_volume() -> None:
     assert Figures(offered=10, answered=5, abandoned=5).reportable_rate(10) == 0.5
 
 
-async def test_peak_ignores_windows_under_the_minimum_volume(engine: AsyncEngine) -> None:
+async def test_peak_ignores_windows_under_the_minimum_volume(engine: AsyncEngine, db_url: str, tmp_path: Path) -> None:
     settings = make_settings()
     async with engine.begin() as conn:
         await sync_tenants(conn, settings.tenants)
@@ -49,3 +52,9 @@ async def test_peak_ignores_windows_under_the_minimum_volume(engine: AsyncEngine
     assert alert.state == "resolved"
     # The busiest windows were about two thirds abandoned; 100 % came only from the lone call's windows.
     assert alert.abandon_rate <= alert.peak_abandon_rate < 0.9, alert.peak_abandon_rate
+
+    # `alerts list` prints the alert's instants in the tenant's zone, with its offset.
+    listed = await asyncio.to_thread(cli, db_url, tmp_path, "alerts", "list")
+    assert listed.returncode == 0, listed.stderr
+    fired = alert.fired_at.astimezone(ZONE).isoformat(timespec="seconds")
+    assert f"fired {fired} " in listed.stdout and fired.endswith("+07:00"), listed.stdout
