@@ -107,8 +107,8 @@ def render(req: AgentReportRequest, rows: list[dict[str, Any]]) -> tuple[str, by
     total = totals(rows)
     rows = [r | {"day_start": r["day_start"].astimezone(req.zone)} for r in rows]
     if req.format == "csv":
-        body = to_csv(COLUMNS, [*rows, total | {"agent": "Total"}], text_keys=("agent",))
-        return "text/csv; charset=utf-8", body.encode()
+        csv_text = to_csv(COLUMNS, [*rows, total | {"agent": "Total"}], text_keys=("agent",))
+        return "text/csv; charset=utf-8", csv_text.encode()
     if req.format in ("table", "xlsx"):
         sheet = Sheet("Agents by day", _SHEET_COLUMNS, rows, total | {"day": "Total"},
                       [f"Days are local to tenant {req.tenant_id} ({req.zone.key}); '-': nothing to compute from."],

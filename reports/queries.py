@@ -177,8 +177,9 @@ async def resolve_queue(conn: AsyncConnection, tenant_id: str, raw: str | None) 
     if value.isascii() and value.isdigit():
         if any(q == int(value) for q, _ in queues):
             return int(value)
-    for same in (lambda n: n == value, lambda n: n.casefold() == value.casefold()):
-        ids = sorted({q for q, name in queues if name is not None and same(name)})
+    for fold in (False, True):
+        ids = sorted({q for q, name in queues
+                      if name is not None and (name.casefold() == value.casefold() if fold else name == value)})
         if len(ids) == 1:
             return ids[0]
         if len(ids) > 1:
@@ -296,8 +297,8 @@ def render(req: QueueReportRequest, queue: int | str | None, rows: list[dict[str
     total = totals(rows)
     rows = [r | {"bucket_start": r["bucket_start"].astimezone(req.zone)} for r in rows]
     if req.format == "csv":
-        body = to_csv(COLUMNS, [*rows, total | {"queue_name": "Total"}], text_keys=("queue_name",))
-        return "text/csv; charset=utf-8", body.encode()
+        csv_text = to_csv(COLUMNS, [*rows, total | {"queue_name": "Total"}], text_keys=("queue_name",))
+        return "text/csv; charset=utf-8", csv_text.encode()
     if req.format == "table":
         return "text/plain; charset=utf-8", to_text(_sheet(req, rows, total, xlsx=False)).encode()
     if req.format == "xlsx":
