@@ -19,7 +19,6 @@ from receiver.openapi import error_responses
 
 #: (query parameters) -> (media type, body); raises ValueError naming a bad parameter.
 Report = Callable[[Mapping[str, str]], Awaitable[tuple[str, bytes]]]
-QueueReport = Report
 
 
 def _endpoint(report: Report) -> Callable[[Request], Awaitable[Response]]:

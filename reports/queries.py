@@ -1,10 +1,13 @@
 """Queue reports (`callstore report queues`, `GET /api/reports/queues`).
 
 Both read the BI views analytics.queue_stats_15m / _hourly / _daily /
-_weekly / _monthly, with one parser for their parameters, so the command
-line, the API and the dashboards show the same figures. The totals row sums
-the counts and the parts of every ratio over the rows shown, then applies
-the metric formulas to those sums: a ratio is never averaged.
+_weekly / _monthly as they are, with one parser for their parameters, so the
+command line, the API and the dashboards show the same figures. A report
+never refreshes the rollups (nor waits for a refresh): the scheduled job
+does, every few seconds, so requests never queue behind each other or behind
+a lock. The totals row sums the counts and the parts of every ratio over the
+rows shown, then applies the metric formulas to those sums: a ratio is
+never averaged.
 """
 
 from __future__ import annotations
@@ -19,8 +22,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reports.exports import XLSX_MEDIA_TYPE, Col, Sheet, to_csv, to_text, to_xlsx
-from reports.rollups import refresh_rollups
+from reports.exports import XLSX_MEDIA_TYPE, Col, Sheet, printable, to_csv, to_text, to_xlsx
 from store.settings import Settings
 
 VIEWS = {
@@ -185,7 +187,8 @@ async def resolve_queue(conn: AsyncConnection, tenant_id: str, raw: str | None) 
         if len(ids) > 1:
             raise InvalidParameter("queue", f"{value[:60]!r} names several queues ({', '.join(map(str, ids))}); "
                                             "give its id")
-    known = ", ".join(f"{name} ({q})" if name else str(q) for q, name in queues[:30])
+    # Names come from Alohub: printable only, so that the message stays one harmless line.
+    known = ", ".join(f"{printable(name)} ({q})" if name else str(q) for q, name in queues[:30])
     more = f" and {len(queues) - 30} more" if len(queues) > 30 else ""
     raise InvalidParameter("queue", f"no queue {value[:60]!r} in tenant {tenant_id}; "
                                     f"known: {known or 'none'}{more}, or unassigned")
@@ -237,11 +240,10 @@ def totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 async def queue_report(engine: AsyncEngine, settings: Settings, params: Mapping[str, str | None],
                        formats: Sequence[str] = FORMATS) -> tuple[str, bytes]:
-    """Parse, refresh the rollups, read, render: (media type, body). Raises InvalidParameter."""
+    """Parse, read, render: (media type, body). Raises InvalidParameter."""
     req = parse_request(params, settings, formats)
-    async with engine.begin() as conn:
+    async with engine.connect() as conn:
         queue = await resolve_queue(conn, req.tenant_id, req.queue)
-        await refresh_rollups(conn)
         rows = await read_queue_report(conn, req, queue)
     return render(req, queue, rows)
 
