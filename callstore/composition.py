@@ -21,6 +21,8 @@ from receiver.recordings_api import RecordingsAPI
 from receiver.reports_api import OPENAPI_PATHS as REPORTS_OPENAPI
 from receiver.reports_api import report_routes
 from receiver.spool import Spool
+from reports.agent_report import agent_report
+from reports.agent_rollups import agent_refresh_job
 from reports.alerts.job import alerts_job
 from reports.alerts.metrics import alert_metrics
 from reports.queries import queue_report
@@ -43,6 +45,7 @@ def build_jobs(settings: Settings) -> list[Job]:
     jobs: list[Job] = [
         alerts_job(settings),
         Job("rollups", refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
+        Job("agent-rollups", agent_refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
         Job("recordings", recordings.run_job, settings.recordings_interval_s,
             disabled_reason=recordings.media_disabled_reason(settings)),
         Job("recordings-retention", retention_job, RETENTION_EVERY_S,
@@ -65,12 +68,15 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
         return Extensions(metrics_sources=[alert_metrics, ledger_metrics, archive_metrics], webhook=False)
 
     async def queues(params: Mapping[str, str]) -> tuple[str, bytes]:
-        return await queue_report(engine, settings, params, formats=("json", "csv"))
+        return await queue_report(engine, settings, params, formats=("json", "csv", "xlsx"))
+
+    async def agents(params: Mapping[str, str]) -> tuple[str, bytes]:
+        return await agent_report(engine, settings, params, formats=("json", "csv", "xlsx"))
 
     store = LocalRecordingStore(settings.recordings_dir)
     audit = RefusalAudit(engine, [t.tenant_id for t in settings.tenants])
     ext = Extensions(
-        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(),
+        routes=[*report_routes(queues, agents), *CallsAPI(engine, settings).routes(),
                 *RecordingsAPI(engine, store, audit).routes(), *AuditAPI(engine, settings).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS, **AUDIT_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics, archive_metrics],

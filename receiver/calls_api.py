@@ -21,10 +21,11 @@ from starlette.routing import Route
 from receiver.auth import caller
 from receiver.errors import error
 from receiver.openapi import error_responses
-from receiver.params import BadParameter, check_text, int_param, text_param, when_param
+from receiver.params import BadParameter, check_text, enum_param, int_param, text_param, when_param
 from store.calls_query import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    STATUSES,
     BadCursor,
     CallSearch,
     Cursor,
@@ -33,6 +34,7 @@ from store.calls_query import (
     find_calls,
     search_calls,
 )
+from store.local_time import in_zone, tenant_zone
 from store.phone import canonical_phone
 from store.settings import Settings
 
@@ -59,8 +61,8 @@ def parse_search(params: Mapping[str, str], settings: Settings, tenant: str | No
         phones = tuple(dict.fromkeys([canonical, phone.strip()]))
     queue_text = text_param(qp, "queue", 32)
     queue: int | str | None = None
-    if queue_text == "unassigned":
-        queue = queue_text
+    if queue_text is not None and queue_text.lower() == "unassigned":
+        queue = "unassigned"
     elif queue_text is not None:
         queue = int_param(qp, "queue", 0, -(2**63), 2**63 - 1)
     cursor_text = text_param(qp, "cursor", 1024)
@@ -73,7 +75,7 @@ def parse_search(params: Mapping[str, str], settings: Settings, tenant: str | No
     return CallSearch(
         start=start, end=end, phones=phones, queue=queue, tenant=tenant, after=after,
         agent=text_param(qp, "agent"),
-        status=text_param(qp, "status", 64),
+        status=enum_param(qp, "status", STATUSES),
         transaction_id=text_param(qp, "transaction_id"),
         limit=int_param(qp, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
     )
@@ -102,6 +104,7 @@ class CallsAPI:
             return error(400, str(exc))
         async with self.engine.connect() as conn:
             calls, cursor = await search_calls(conn, q)
+        calls = [in_zone(c, tenant_zone(self.settings.tenants, c["tenant_id"])) for c in calls]
         return _json({"calls": calls, "next_cursor": cursor.encode() if cursor else None})
 
     async def detail(self, request: Request) -> Response:
@@ -119,7 +122,8 @@ class CallsAPI:
             recording = await call_recording(conn, call["tenant_id"], call_id)
         if not who.token.allows("compliance"):
             events = [_without_payload(e) for e in events]
-        return _json({"call": call, "events": events, "recording": recording})
+        zone = tenant_zone(self.settings.tenants, call["tenant_id"])
+        return _json(in_zone({"call": call, "events": events, "recording": recording}, zone))
 
 
 def _without_payload(event: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +164,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Search calls (newest first, cursor pagination)",
             "description": "Reader role. `from`/`to` are ISO 8601 dates or date-times; without an offset they "
                            "are in the tenant's zone; `to` is exclusive. `phone` matches caller, destination "
-                           "or hotline in any common form. `status` is an outcome or a call_status.",
+                           "or hotline in any common form. `status` is an outcome or a call_status, "
+                           "case-insensitive. Instants are answered with the tenant's offset.",
             "security": [{"bearer": []}],
             "parameters": [
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}},
@@ -168,7 +173,8 @@ OPENAPI_PATHS: dict[str, Any] = {
                 {"name": "phone", "in": "query", "schema": {"type": "string", "maxLength": 64}},
                 {"name": "agent", "in": "query", "schema": {"type": "string", "maxLength": 256}},
                 {"name": "queue", "in": "query", "schema": {"oneOf": [{"type": "integer"}, {"const": "unassigned"}]}},
-                {"name": "status", "in": "query", "schema": {"type": "string", "maxLength": 64}},
+                {"name": "status", "in": "query", "schema": {"type": "string", "maxLength": 64},
+                 "description": f"one of {', '.join(STATUSES)} (case-insensitive)"},
                 {"name": "transaction_id", "in": "query", "schema": {"type": "string", "maxLength": 256}},
                 _TENANT,
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,

@@ -7,7 +7,7 @@ limits out of bounds), so that no input reaches the database as a 500.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
 
 MAX_TEXT = 256
@@ -63,3 +63,13 @@ def when_param(params: Mapping[str, str], name: str) -> datetime | None:
     if not 1900 <= t.year <= 2999:
         raise BadParameter(name, "year must be between 1900 and 2999")
     return t
+
+
+def enum_param(params: Mapping[str, str], name: str, accepted: Sequence[str]) -> str | None:
+    """One of `accepted`, compared case-insensitively and returned lower-case; anything else names them."""
+    value = text_param(params, name, 64)
+    if value is None:
+        return None
+    if value.lower() not in accepted:
+        raise BadParameter(name, f"{value[:40]!r} is not one of {', '.join(accepted)}")
+    return value.lower()

@@ -23,6 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
+#: What the `status` filter accepts: an outcome of analytics.calls, or a
+#: call_status Alohub is known to send (compared case-insensitively).
+STATUSES = ("answered", "abandoned", "short_abandoned", "unanswered_other", "in_progress",
+            "busy", "cancel", "failed", "hangup", "missed", "noanswer")
 
 
 class BadCursor(ValueError):
@@ -117,7 +121,7 @@ def search_sql(q: CallSearch) -> tuple[str, dict[str, Any]]:
         where.append("a.queue_id = CAST(:queue AS bigint)")
     if q.status is not None:
         params["status"] = q.status
-        where.append("(a.outcome = CAST(:status AS text) OR lower(a.call_status) = lower(CAST(:status AS text)))")
+        where.append("(a.outcome = lower(CAST(:status AS text)) OR lower(a.call_status) = lower(CAST(:status AS text)))")
     if q.transaction_id is not None:
         params["transaction_id"] = q.transaction_id
         where.append("a.transaction_id = CAST(:transaction_id AS text)")

@@ -499,3 +499,36 @@ locks = Table(
     metadata,
     Column("name", Text, primary_key=True),
 )
+
+
+# --- agent rollup (migration 0010) -------------------------------------------
+
+agent_rollup_daily = Table(
+    "agent_rollup_daily",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("agent", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("day_start", TZ, nullable=False),
+    Column("calls", Integer, nullable=False),
+    Column("answered", Integer, nullable=False),
+    Column("outbound", Integer, nullable=False),
+    Column("talk_count", Integer, nullable=False),
+    Column("talk_sum", BigInteger, nullable=False),
+    Column("hold_sum", BigInteger, nullable=False),
+    Column("refreshed_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "agent", "day"),
+    Index("agent_rollup_daily_day", "tenant_id", "day"),
+)
+
+agent_dirty = Table(
+    "agent_dirty",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("agent", Text, nullable=False),
+    Column("started_at", TZ, nullable=False),
+    Column("queued_at", TZ, nullable=False, server_default=NOW),
+)
+
+# One agent-day's recompute reads only that agent's calls of that day.
+Index("calls_agent_started", calls.c.tenant_id, calls.c.agent, calls.c.started_at)

@@ -18,6 +18,7 @@ from reports.alerts.message import probe_payload, queue_label
 from reports.alerts.notifiers import DeliveryError, build_notifiers
 from reports.alerts.rules import DEFAULT_RULE, FIELDS, QueueId, clear_rule, load_rules, set_rule
 from store.errors import ConfigError
+from store.local_time import in_zone, tenant_zone
 from store.settings import Settings, TenantSettings
 
 _MAX_SPAN = timedelta(days=400)
@@ -161,19 +162,22 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             return [dict(r._mapping) for r in states], [dict(r._mapping) for r in alerts]
 
     states, alerts = run_async(go())
+    # Instants in each tenant's zone, with its offset.
+    states = [in_zone(s, tenant_zone(settings.tenants, s["tenant_id"])) for s in states]
+    alerts = [in_zone(a, tenant_zone(settings.tenants, a["tenant_id"])) for a in alerts]
     if args.format == "json":
         print(orjson.dumps({"states": states, "alerts": alerts}, option=orjson.OPT_INDENT_2).decode())
         return 0
     print(f"{'tenant':<12} {'queue':<12} {'state':<10} {'since':<26} {'rate':>6} {'abandoned/handled':>18} {'baseline':>9}")
     for s in states:
-        since = s["since"].isoformat() if s["since"] else "-"
+        since = s["since"].isoformat(timespec="seconds") if s["since"] else "-"
         print(f"{s['tenant_id']:<12} {_q(s['queue_id']):<12} {s['state']:<10} {since:<26} {_pct(s['abandon_rate']):>6} "
               f"{str(s['abandoned']) + '/' + str(s['handled']):>18} {_pct(s['baseline_rate']):>9}")
     print(f"\nrecent alerts ({len(alerts)}):")
     for a in alerts:
-        resolved = a["resolved_at"].isoformat() if a["resolved_at"] else "-"
+        resolved = a["resolved_at"].isoformat(timespec="seconds") if a["resolved_at"] else "-"
         print(f"#{a['alert_id']:<5} {a['tenant_id']:<12} {queue_label(a['queue_id'], a['queue_name']):<20} "
-              f"{a['state']:<9} fired {a['fired_at'].isoformat()} resolved {resolved} rate {_pct(a['abandon_rate'])} "
+              f"{a['state']:<9} fired {a['fired_at'].isoformat(timespec='seconds')} resolved {resolved} rate {_pct(a['abandon_rate'])} "
               f"peak {_pct(a['peak_abandon_rate'])} notified {a['fire_notification']}/{a['resolve_notification'] or '-'}")
     return 0
 

@@ -80,7 +80,8 @@ def plan(args: argparse.Namespace, settings: Settings) -> tuple[list[tuple[Tenan
         since, until = since.replace(microsecond=0), until.replace(microsecond=0)
         if until <= since:
             raise UsageError("--until: must be after --since")
-        plans.append((t, Window(since, until)))
+        # In the tenant's zone, so that the summary reads in local time (the instants are the same).
+        plans.append((t, Window(since.astimezone(t.zone), until.astimezone(t.zone))))
     return plans, source, options
 
 

@@ -1,31 +1,44 @@
-"""`callstore report queues|thresholds|rebuild|refresh|bi-role`."""
+"""`callstore report queues|agents|thresholds|rebuild|refresh|bi-role`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 from callstore.runtime import UsageError, database, parse_when, run_async
+from reports.agent_report import agent_report
+from reports.agent_rollups import rebuild_agent_rollups, refresh_agent_rollups
 from reports.bi_role import (DEFAULT_CONNECTION_LIMIT, DEFAULT_STATEMENT_TIMEOUT_S, ensure_bi_role,
                              psql_command, valid_role_name)
-from reports.queries import FORMATS, InvalidParameter, queue_report
+from reports.exports import printable
+from reports.queries import FORMATS, INTERVALS, InvalidParameter, queue_report
 from reports.rollups import rebuild_rollups, refresh_rollups
 from reports.thresholds import list_thresholds, set_thresholds
+from store.local_time import local_iso, tenant_zone
 from store.settings import Settings, secret_from_env
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("report", help="queue reports, thresholds, rollups, the BI role")
+    p = sub.add_parser("report", help="queue and agent reports, thresholds, rollups, the BI role")
     rsub = p.add_subparsers(dest="report_command", required=True)
 
-    q = rsub.add_parser("queues", help="service level, abandoned and serviced figures per queue and bucket")
+    q = rsub.add_parser("queues", help="service level, abandoned and answered calls per queue and period")
     q.add_argument("--from", dest="from_", required=True, help="ISO 8601; without offset in the tenant's zone")
     q.add_argument("--to", help="exclusive end, ISO 8601 (default now)")
-    q.add_argument("--interval", choices=("15m", "hour", "day"), default="hour")
-    q.add_argument("--queue", help="queue id (Alohub callinId) or 'unassigned' (default all)")
-    q.add_argument("--tenant", help="tenant id (required when several are configured)")
-    q.add_argument("--format", choices=FORMATS, default="table")
+    q.add_argument("--interval", type=str.lower, choices=INTERVALS, default="hour",
+                   help="period of each row; weeks start on Monday, weeks and months are local (default hour)")
+    q.add_argument("--queue", help="queue id (Alohub callinId), queue name or 'unassigned' (default all)")
+    _common(q)
     q.set_defaults(func=_queues)
+
+    a = rsub.add_parser("agents", help="answered and outbound calls, talk, hold and handle time per agent and day")
+    a.add_argument("--from", dest="from_", required=True, help="first local day, ISO 8601")
+    a.add_argument("--to", help="day after the last, ISO 8601 (default: tomorrow, so today is included)")
+    a.add_argument("--agent", help="one agent's user name (default all)")
+    _common(a)
+    a.set_defaults(func=_agents)
 
     t = rsub.add_parser("thresholds", help="per-queue sla_seconds / short_abandon_seconds (versioned)")
     tsub = t.add_subparsers(dest="thresholds_command", required=True)
@@ -78,22 +91,51 @@ def _queue(value: str) -> int | None:
         raise UsageError(f"--queue: {value!r} is not a queue id or 'unassigned'") from None
 
 
-def _queues(args: argparse.Namespace, settings: Settings) -> int:
-    params = {"from": args.from_, "to": args.to, "interval": args.interval, "queue": args.queue,
-              "tenant": args.tenant, "format": args.format}
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tenant", help="tenant id (required when several are configured)")
+    p.add_argument("--format", type=str.lower, choices=FORMATS, default="table",
+                   help="table (with totals and a legend), csv, json or xlsx (default table)")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
+
+
+Report = Callable[..., Awaitable[tuple[str, bytes]]]
+
+
+def _write_report(args: argparse.Namespace, settings: Settings, report: Report, params: Mapping[str, str | None]) -> int:
+    if args.format == "xlsx" and args.output is None and sys.stdout.isatty():
+        raise UsageError("--output: an xlsx workbook is binary; name a file, e.g. --output report.xlsx")
 
     async def go() -> bytes:
         async with database(settings) as engine:
-            return (await queue_report(engine, settings, params))[1]
+            return (await report(engine, settings, params))[1]
 
     try:
         body = run_async(go())
     except InvalidParameter as exc:
         raise UsageError(f"--{exc}") from None
-    sys.stdout.write(body.decode())
     if args.format == "json":
-        sys.stdout.write("\n")
+        body += b"\n"
+    if args.output is not None:
+        try:
+            args.output.write_bytes(body)
+        except OSError as exc:
+            raise UsageError(f"--output: cannot write {args.output}: {exc.strerror}") from None
+        print(f"report written to {args.output}")
+    else:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
     return 0
+
+
+def _queues(args: argparse.Namespace, settings: Settings) -> int:
+    params = {"from": args.from_, "to": args.to, "interval": args.interval, "queue": args.queue,
+              "tenant": args.tenant, "format": args.format}
+    return _write_report(args, settings, queue_report, params)
+
+
+def _agents(args: argparse.Namespace, settings: Settings) -> int:
+    params = {"from": args.from_, "to": args.to, "agent": args.agent, "tenant": args.tenant, "format": args.format}
+    return _write_report(args, settings, agent_report, params)
 
 
 def _thresholds_set(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,7 +158,7 @@ def _thresholds_set(args: argparse.Namespace, settings: Settings) -> int:
             return version
 
     version = run_async(go())
-    scope = f"from {since.isoformat()}" if since else "for all history"
+    scope = f"from {local_iso(since, settings.tenant(tenant).zone)}" if since else "for all history"
     print(f"version {version}: queue {args.queue} of {tenant}: sla {args.sla_seconds}s, "
           f"short abandon {args.short_abandon_seconds}s {scope}; rollups recomputed")
     return 0
@@ -128,12 +170,13 @@ def _thresholds_list(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> None:
         async with database(settings) as engine, engine.connect() as conn:
             versions = await list_thresholds(conn, tenant)
-        print(f"{'id':>4}  {'tenant':<12}  {'queue':>10}  {'valid from':<25}  {'sla':>4}  {'short':>5}  {'recorded':<19}  note")
+        print(f"{'id':>4}  {'tenant':<12}  {'queue':>10}  {'valid from':<25}  {'sla':>4}  {'short':>5}  {'recorded':<25}  note")
         for v in versions:
-            since = v.valid_from.isoformat() if v.valid_from else "(all history)"
+            zone = tenant_zone(settings.tenants, v.tenant_id)
+            since = local_iso(v.valid_from, zone) if v.valid_from else "(all history)"
             queue = "unassigned" if v.queue_id is None else str(v.queue_id)
             print(f"{v.id:>4}  {v.tenant_id:<12}  {queue:>10}  {since:<25}  {v.sla_seconds:>4}  "
-                  f"{v.short_abandon_seconds:>5}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.note}")
+                  f"{v.short_abandon_seconds:>5}  {local_iso(v.created_at, zone):<25}  {printable(v.note)}")
         print("queues without a version use sla 20s, short abandon 5s")
 
     run_async(go())
@@ -143,20 +186,21 @@ def _thresholds_list(args: argparse.Namespace, settings: Settings) -> int:
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> float:
         async with database(settings) as engine, engine.begin() as conn:
-            return await rebuild_rollups(conn)
+            return await rebuild_rollups(conn) + await rebuild_agent_rollups(conn)
 
     print(f"rollups rebuilt in {run_async(go()):.1f} s")
     return 0
 
 
 def _refresh(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> tuple[int, float]:
+    async def go() -> tuple[int, int, float]:
         async with database(settings) as engine, engine.begin() as conn:
             r = await refresh_rollups(conn)
-            return r.buckets_15m, r.seconds
+            a = await refresh_agent_rollups(conn)
+            return r.buckets_15m, a.agent_days, r.seconds + a.seconds
 
-    n, seconds = run_async(go())
-    print(f"{n} 15-minute buckets recomputed in {seconds:.2f} s")
+    n, days, seconds = run_async(go())
+    print(f"{n} 15-minute queue buckets and {days} agent-days recomputed in {seconds:.2f} s")
     return 0
 
 

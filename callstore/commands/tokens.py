@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from callstore.runtime import UsageError, database, run_async
+from store.local_time import local_iso, tenant_zone
 from store.settings import Settings
 from store.tokens import ROLES, create_token, list_tokens, revoke_token
 
@@ -66,13 +67,13 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> None:
         async with database(settings) as engine, engine.connect() as conn:
             rows = await list_tokens(conn)
-        print(f"{'id':>4}  {'role':<10}  {'tenant':<16}  {'prefix':<10}  {'created':<19}  {'last used':<19}  "
+        print(f"{'id':>4}  {'role':<10}  {'tenant':<16}  {'prefix':<10}  {'created':<25}  {'last used':<25}  "
               f"{'status':<8}  name")
         for t in rows:
             status = "revoked" if t.revoked_at else ("re-issue" if t.needs_reissue else "active")
-            last = t.last_used_at.strftime("%Y-%m-%d %H:%M:%S") if t.last_used_at else "-"
-            print(f"{t.id:>4}  {t.role:<10}  {t.scope:<16}  {t.token_prefix:<10}  {t.created_at:%Y-%m-%d %H:%M:%S}  "
-                  f"{last:<19}  {status:<8}  {t.name}")
+            zone = tenant_zone(settings.tenants, t.tenant_id)
+            print(f"{t.id:>4}  {t.role:<10}  {t.scope:<16}  {t.token_prefix:<10}  {local_iso(t.created_at, zone):<25}  "
+                  f"{local_iso(t.last_used_at, zone):<25}  {status:<8}  {t.name}")
 
     run_async(go())
     return 0

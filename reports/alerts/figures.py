@@ -79,6 +79,15 @@ class Figures:
         """The abandon rate: (abandoned − short_abandoned) / handled; None when nothing was handled."""
         return self.abandoned_net / self.handled if self.handled else None
 
+    def reportable_rate(self, min_offered: int) -> float | None:
+        """The abandon rate, or None when fewer than `min_offered` calls were offered.
+
+        A window of one or two calls has a rate of 0 % or 100 %, which says
+        nothing about the queue: the figures an alert keeps (its peak, its
+        rate at the resolve) leave such windows out, as firing does.
+        """
+        return self.abandon_rate if self.offered >= min_offered else None
+
 
 def count(rows: Iterable[CallRow], at: datetime) -> Figures:
     n = {"answered": 0, "abandoned": 0, "short_abandoned": 0, "unanswered_other": 0, "in_progress": 0}

@@ -81,7 +81,7 @@ async def evaluate_tenant(conn: AsyncConnection, tenant: TenantSettings, now: da
             alert_ids[s.queue_id] = await _open_alert(conn, tenant, s, names.get(s.queue_id), notifiers)
         elif s.transition == "resolved" and alert_ids.get(s.queue_id) is not None:
             await _close_alert(conn, tenant, s, names.get(s.queue_id), alert_ids[s.queue_id], notifiers)  # type: ignore[arg-type]
-        rate = s.verdict.figures.abandon_rate
+        rate = s.verdict.figures.reportable_rate(s.rule.min_offered)
         if s.state.state in ("firing", "resolving") and rate is not None:
             peaks[s.queue_id] = max(rate, peaks.get(s.queue_id, 0.0))
     for q, peak in peaks.items():
@@ -135,7 +135,7 @@ async def _close_alert(conn: AsyncConnection, tenant: TenantSettings, s: Step, n
                        notifiers: Sequence[str]) -> None:
     await conn.execute(
         text("UPDATE callstore.alerts SET resolved_at = :at, resolve_abandon_rate = :rate WHERE id = :id"),
-        {"at": s.at, "rate": s.verdict.figures.abandon_rate, "id": alert_id})
+        {"at": s.at, "rate": s.verdict.figures.reportable_rate(s.rule.min_offered), "id": alert_id})
     # Everyone who gave up from the window that fired the alert until now: the full callback list.
     fired = s.state.fired_at or s.at
     since = fired - timedelta(minutes=s.rule.window_minutes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,12 @@ def bucket(at: datetime, zone: ZoneInfo, interval: str) -> datetime:
         return at - timedelta(minutes=local.minute % 15, seconds=local.second, microseconds=local.microsecond)
     if interval == "hour":
         return at - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+    if interval == "week":  # from Monday, local
+        return datetime.combine(local.date() - timedelta(days=local.weekday()), time(0), tzinfo=zone)
+    if interval == "month":
+        return datetime.combine(local.date().replace(day=1), time(0), tzinfo=zone)
+    if interval == "all":  # one bucket for the whole range: the totals
+        return datetime.min.replace(tzinfo=zone)
     return datetime.combine(local.date(), time(0), tzinfo=zone)
 
 
@@ -49,9 +55,10 @@ def secs(a: datetime, b: datetime) -> int:
 
 def reference(
     calls: list[dict[str, Any]], zones: dict[str, ZoneInfo], versions: dict[tuple[str, int | None], list[Version]],
-    interval: str,
-) -> dict[tuple[str, int | None, datetime], dict[str, Any]]:
-    acc: dict[tuple[str, int | None, datetime], dict[str, Any]] = defaultdict(
+    interval: str, *, all_queues: bool = False,
+) -> dict[tuple[str, int | None | str, datetime], dict[str, Any]]:
+    """Figures per (tenant, queue, bucket start); with `all_queues`, the queue key is "all"."""
+    acc: dict[tuple[str, int | None | str, datetime], dict[str, Any]] = defaultdict(
         lambda: {k: 0 for k in ("offered", "answered", "abandoned", "short_abandoned", "unanswered_other",
                                "in_progress", "answered_within_sla", "abandoned_within_sla")}
         | {"waits": [], "talks": [], "max_wait": None}
@@ -61,7 +68,7 @@ def reference(
             continue
         tenant, queue, started = c["tenant_id"], c["queue_id"], c["started_at"]
         sla, short = thresholds_for(versions.get((tenant, queue), []), started)
-        b = acc[(tenant, queue, bucket(started, zones[tenant], interval))]
+        b = acc[(tenant, "all" if all_queues else queue, bucket(started, zones[tenant], interval))]
         b["offered"] += 1
         answered = c["answered_at"] is not None or (c["call_status"] or "").lower() == "answered"
         ended = c["ended_at"] is not None
@@ -109,5 +116,35 @@ def reference(
             "asa_seconds": ratio(sum(b["waits"]), len(b["waits"])),
             "aht_seconds": ratio(sum(b["talks"]), len(b["talks"])),
             "max_wait_seconds": b["max_wait"],
+            "wait_answered_count": len(b["waits"]), "wait_answered_sum": sum(b["waits"]),
+            "talk_count": len(b["talks"]), "talk_sum": sum(b["talks"]),
         }
     return out
+
+
+def agent_reference(calls: list[dict[str, Any]], zones: dict[str, ZoneInfo]) -> dict[tuple[str, str, date], dict[str, Any]]:
+    """Per tenant, agent and local day of the start: answered (inbound), outbound, talk, hold, aht.
+
+    Talk and aht count the agent's answered calls of both directions that
+    have an answer and an end time; hold counts every call.
+    """
+    acc: dict[tuple[str, str, date], dict[str, Any]] = defaultdict(
+        lambda: {"answered": 0, "outbound": 0, "hold_seconds": 0, "talks": []})
+    for c in calls:
+        if c["agent"] is None or c["started_at"] is None:
+            continue
+        b = acc[(c["tenant_id"], c["agent"], c["started_at"].astimezone(zones[c["tenant_id"]]).date())]
+        answered = c["answered_at"] is not None or (c["call_status"] or "").lower() == "answered"
+        if c["direction"] == "inbound" and answered:
+            b["answered"] += 1
+        if c["direction"] == "outbound":
+            b["outbound"] += 1
+        if answered and c["answered_at"] is not None and c["ended_at"] is not None:
+            b["talks"].append(secs(c["ended_at"], c["answered_at"]))
+        b["hold_seconds"] += c["hold_seconds"] or 0
+    return {
+        key: {"answered": b["answered"], "outbound": b["outbound"], "talk_seconds": sum(b["talks"]),
+              "hold_seconds": b["hold_seconds"],
+              "aht_seconds": sum(b["talks"]) / len(b["talks"]) if b["talks"] else None}
+        for key, b in acc.items()
+    }

@@ -3,25 +3,28 @@
 Calls go in through store.ingest.ingest (the real write path), in batches with
 refreshes in between, then change late (new events, a corrected start time,
 re-attribution by SQL, deletion, new threshold versions); after every stage
-the three views must equal the reference exactly (ratios within 1e-9).
+the five queue views, the report totals and the agent rollup must equal the
+reference exactly (ratios within 1e-9).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reports.agent_rollups import rebuild_agent_rollups, refresh_agent_rollups
+from reports.queries import totals
 from reports.rollups import rebuild_rollups, refresh_rollups
 from reports.thresholds import effective_thresholds, list_thresholds, set_thresholds
 from store.ingest import Delivery, ingest
 from store.settings import TenantSettings
 from store.tenants import sync_tenants
-from tests.reports.reference import Version, reference
+from tests.reports.reference import Version, agent_reference, reference
 
 TENANTS = {
     "default": TenantSettings("default", timezone="Asia/Ho_Chi_Minh"),
@@ -33,9 +36,12 @@ ZONES = {t: s.zone for t, s in TENANTS.items()}
 DAYS = ["2026-03-28", "2026-03-29", "2026-10-24", "2026-10-25", "2026-10-26"]
 QUEUES = {101: "19001001", 102: "19001002", 103: "19001003"}
 UNKNOWN_HOTLINE = "19009999"
-VIEWS = {"15m": "analytics.queue_stats_15m", "hour": "analytics.queue_stats_hourly", "day": "analytics.queue_stats_daily"}
+VIEWS = {"15m": "analytics.queue_stats_15m", "hour": "analytics.queue_stats_hourly", "day": "analytics.queue_stats_daily",
+         "week": "analytics.queue_stats_weekly", "month": "analytics.queue_stats_monthly"}
 COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "unanswered_other", "in_progress",
-          "answered_within_sla", "abandoned_within_sla", "max_wait_seconds")
+          "answered_within_sla", "abandoned_within_sla", "max_wait_seconds",
+          "wait_answered_count", "wait_answered_sum", "talk_count", "talk_sum")
+AGENTS = ("agent1", "agent2", "Nguyễn Thị Hoa", None)
 RATIOS = ("service_level", "service_level_answered", "service_level_abandon_ok", "abandon_rate",
           "asa_seconds", "aht_seconds")
 
@@ -86,6 +92,11 @@ def generate(rng: random.Random, n: int) -> list[Delivery]:
                        direction=direction)
         if rng.random() < 0.02:  # no start time: in no bucket
             del body["starttime"]
+        agent = rng.choice(AGENTS)
+        if agent is None:
+            del body["userName"]
+        else:
+            body |= {"userName": agent, "holding_duration": rng.choice([0, 7, 45])}
         out.append(Delivery(tenant, f"c{i}", "webhook", body, datetime.now(timezone.utc)))
     # Fixed edge cases on the default tenant, queue 101.
     edge_day = datetime(2026, 10, 25, 23, 59, 50)
@@ -117,8 +128,8 @@ async def setup(engine: AsyncEngine) -> None:
 async def load_calls(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         rows = await conn.execute(text(
-            "SELECT tenant_id, call_id, direction, call_status, queue_id, started_at, answered_at, ended_at, hangup_by "
-            "FROM callstore.calls"))
+            "SELECT tenant_id, call_id, direction, call_status, queue_id, started_at, answered_at, ended_at, hangup_by, "
+            "agent, hold_seconds FROM callstore.calls"))
         return [dict(r._mapping) for r in rows]
 
 
@@ -128,11 +139,53 @@ async def view_rows(engine: AsyncEngine, view: str) -> dict[tuple[str, int | Non
     return {(r["tenant_id"], r["queue_id"], r["bucket_start"]): r for r in rows}
 
 
+# The agent figures computed straight from the calls, as analytics.agent_daily did before its rollup.
+_AGENTS_DIRECT = """
+    SELECT c.tenant_id, c.agent, (c.started_at AT TIME ZONE t.timezone)::date AS day,
+           callstore.bucket_day(c.started_at, t.timezone) AS day_start,
+           count(*) FILTER (WHERE c.direction = 'inbound' AND c.outcome = 'answered') AS answered,
+           count(*) FILTER (WHERE c.direction = 'outbound') AS outbound,
+           coalesce(sum(c.talk_seconds) FILTER (WHERE c.outcome = 'answered'), 0) AS talk_seconds,
+           coalesce(sum(c.hold_seconds), 0) AS hold_seconds,
+           avg(c.talk_seconds) FILTER (WHERE c.outcome = 'answered')::float8 AS aht_seconds
+    FROM analytics.calls c JOIN callstore.tenants t ON t.tenant_id = c.tenant_id
+    WHERE c.agent IS NOT NULL AND c.started_at IS NOT NULL
+    GROUP BY 1, 2, 3, 4"""
+AGENT_FIGURES = ("day_start", "answered", "outbound", "talk_seconds", "hold_seconds", "aht_seconds")
+
+
+async def assert_agents_match(engine: AsyncEngine, calls: list[dict[str, Any]]) -> None:
+    async with engine.connect() as conn:
+        got = {(r.tenant_id, r.agent, r.day): dict(r._mapping)
+               for r in await conn.execute(text("SELECT * FROM analytics.agent_daily"))}
+        direct = {(r.tenant_id, r.agent, r.day): dict(r._mapping) for r in await conn.execute(text(_AGENTS_DIRECT))}
+    want = agent_reference(calls, ZONES)
+    assert set(got) == set(want) == set(direct), set(got) ^ set(want)
+    assert any(agent == "Nguyễn Thị Hoa" for _, agent, _ in got)
+    for key, w in want.items():
+        g = got[key]
+        assert g["day_start"] == datetime.combine(key[2], datetime.min.time(), tzinfo=ZONES[key[0]]), key
+        for c in AGENT_FIGURES[1:]:
+            assert (g[c] is None) == (w[c] is None) == (direct[key][c] is None), (key, c)
+            if w[c] is not None:
+                assert math.isclose(g[c], w[c], abs_tol=1e-9) and math.isclose(direct[key][c], w[c], abs_tol=1e-9), \
+                    (key, c, g[c], w[c], direct[key][c])
+
+
 async def assert_matches(engine: AsyncEngine, versions: dict[tuple[str, int | None], list[Version]]) -> None:
     calls = await load_calls(engine)
+    await assert_agents_match(engine, calls)
+    whole = reference(calls, ZONES, versions, "all", all_queues=True)
     for interval, view in VIEWS.items():
         want = reference(calls, ZONES, versions, interval)
         got = await view_rows(engine, view)
+        # The report's totals row over every row of a tenant equals the figures of all its calls at once.
+        for tenant, zone in ZONES.items():
+            total = totals([r for r in got.values() if r["tenant_id"] == tenant])
+            w = whole[(tenant, "all", datetime.min.replace(tzinfo=zone))]
+            for c in (*COUNTS[:9], *RATIOS):
+                assert (total[c] is None) == (w[c] is None), (interval, tenant, c)
+                assert total[c] is None or math.isclose(total[c], w[c], abs_tol=1e-9), (interval, tenant, c, total[c], w[c])
         assert set(got) == set(want), f"{interval}: bucket keys differ: {set(got) ^ set(want)}"
         for key, w in want.items():
             g = got[key]
@@ -150,6 +203,7 @@ async def assert_matches(engine: AsyncEngine, versions: dict[tuple[str, int | No
 
 async def refresh(engine: AsyncEngine) -> int:
     async with engine.begin() as conn:
+        await refresh_agent_rollups(conn)
         return (await refresh_rollups(conn)).buckets_15m
 
 
@@ -230,6 +284,8 @@ async def test_rollups_equal_reference_through_late_changes(engine: AsyncEngine)
     before = {v: await view_rows(engine, v) for v in VIEWS.values()}
     async with engine.begin() as conn:
         await rebuild_rollups(conn)
+        await rebuild_agent_rollups(conn)
+    await assert_agents_match(engine, await load_calls(engine))
     for v in VIEWS.values():
         after = await view_rows(engine, v)
         assert after.keys() == before[v].keys()
@@ -253,6 +309,10 @@ async def test_tenant_zone_change_moves_buckets(engine: AsyncEngine) -> None:
     [(key, row)] = rows.items()
     assert row["bucket_local"] == datetime(2026, 10, 26, 11, 0)
     assert key[2] == datetime(2026, 10, 26, 4, 0, tzinfo=timezone.utc)
+    # The agent's day moves with the zone too (midnight in Ho Chi Minh City is 17:00 UTC).
+    async with engine.connect() as conn:
+        [agent_day] = (await conn.execute(text("SELECT agent, day, day_start, answered FROM analytics.agent_daily"))).all()
+    assert tuple(agent_day) == ("agent1", date(2026, 10, 26), datetime(2026, 10, 25, 17, 0, tzinfo=timezone.utc), 1)
 
 
 async def test_threshold_versions_are_append_only(engine: AsyncEngine) -> None:
