@@ -241,11 +241,6 @@ async def rebuild_rollups(conn: AsyncConnection) -> float:
     return time.perf_counter() - t0
 
 
-async def pending_changes(conn: AsyncConnection) -> int:
-    """How many call changes wait for the next refresh (0: the rollups are current)."""
-    return int(await conn.scalar(text("SELECT count(*) FROM callstore.rollup_dirty")) or 0)
-
-
 async def refresh_job(engine: AsyncEngine, settings: Settings) -> RefreshResult:
     """The scheduled job: one refresh in its own transaction."""
     async with engine.begin() as conn:

@@ -9,7 +9,7 @@ from callstore.runtime import UsageError, database, parse_when, run_async
 from reports.bi_role import (DEFAULT_CONNECTION_LIMIT, DEFAULT_STATEMENT_TIMEOUT_S, ensure_bi_role,
                              psql_command, valid_role_name)
 from reports.queries import FORMATS, InvalidParameter, queue_report
-from reports.rollups import pending_changes, rebuild_rollups, refresh_rollups
+from reports.rollups import rebuild_rollups, refresh_rollups
 from reports.thresholds import list_thresholds, set_thresholds
 from store.settings import Settings, secret_from_env
 
@@ -84,14 +84,7 @@ def _queues(args: argparse.Namespace, settings: Settings) -> int:
 
     async def go() -> bytes:
         async with database(settings) as engine:
-            body = (await queue_report(engine, settings, params))[1]
-            async with engine.connect() as conn:
-                if pending := await pending_changes(conn):
-                    # The report reads the rollups as they are; say when they lag (no scheduler running).
-                    print(f"callstore: note: changes to calls not in these figures yet: {pending}; a running "
-                          "`callstore serve` applies them within seconds, or run `callstore report refresh`",
-                          file=sys.stderr)
-            return body
+            return (await queue_report(engine, settings, params))[1]
 
     try:
         body = run_async(go())

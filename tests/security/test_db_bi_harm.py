@@ -181,29 +181,3 @@ async def test_a_report_never_waits_for_a_refresh(engine: AsyncEngine, settings:
         _, body = await asyncio.wait_for(queue_report(engine, settings, params), GUARD_S)
         assert json.loads(body)["rows"][0]["offered"] == 3
         await refresh.rollback()
-
-
-async def test_the_cli_report_says_when_the_rollups_lag(engine: AsyncEngine, db_url: str, settings: Settings,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """The command-line report never refreshes either; without a scheduler it says what is not in it yet."""
-    from callstore.cli import main
-
-    await fill_every_table(engine, settings)
-    new = payload("late", datetime(2026, 11, 20, 9, 5, tzinfo=timezone.utc), kind="answered", wait=5, talk=30,
-                  hotline=QUEUES[101])
-    async with engine.begin() as conn:
-        await ingest(conn, [Delivery("default", "late", "webhook", new, datetime.now(timezone.utc))],
-                     {t.tenant_id: t for t in settings.tenants})
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    args = ["report", "queues", "--from", "2026-11-20", "--to", "2026-11-21", "--interval", "day", "--tenant",
-            "default", "--format", "json"]
-    assert await asyncio.to_thread(main, args) == 0
-    out, err = capsys.readouterr()
-    assert json.loads(out)["rows"][0]["offered"] == 3  # as the rollups are
-    assert "changes to calls not in these figures yet: 1;" in err
-    assert await asyncio.to_thread(main, ["report", "refresh"]) == 0
-    capsys.readouterr()
-    assert await asyncio.to_thread(main, args) == 0
-    out, err = capsys.readouterr()
-    assert json.loads(out)["rows"][0]["offered"] == 4 and err == ""
