@@ -11,7 +11,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.engine import is_unavailable
-from store.jobs import Job, job_lock
+from store.jobs import Job, job_lock, lease_seconds
 from store.settings import Settings
 
 log = logging.getLogger("callstore.scheduler")
@@ -54,7 +54,7 @@ class Scheduler:
     async def _run(self, job: Job) -> None:
         outcome = "ok"
         try:
-            async with job_lock(self.engine, job.name) as held:
+            async with job_lock(self.engine, job.name, seconds=lease_seconds(job.every_seconds)) as held:
                 if held is None:
                     outcome = "skipped_locked"
                     return

@@ -29,6 +29,8 @@ log = logging.getLogger("callstore.jobs")
 
 #: How long a lease lasts without renewal; renewed every third of it.
 LEASE_SECONDS = 60
+#: The shortest lease, for jobs that run every few seconds (the rollups).
+MIN_LEASE_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,16 @@ _RENEW = text(
     """
 )
 _RELEASE = text("UPDATE callstore.job_leases SET expires_at = '-infinity' WHERE name = :name AND holder = :holder")
+
+
+def lease_seconds(every_seconds: int) -> float:
+    """A job's lease: two of its intervals, within [MIN_LEASE_SECONDS, LEASE_SECONDS].
+
+    A process that dies holds its leases until they expire; a short lease for a
+    frequent job keeps that gap near its interval (rollups reflect a committed
+    change within seconds even after a scheduler is killed).
+    """
+    return float(min(LEASE_SECONDS, max(MIN_LEASE_SECONDS, 2 * every_seconds)))
 
 
 def _holder() -> str:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store.jobs import job_lock
+from store.jobs import job_lock, lease_seconds
 
 
 async def test_one_holder_then_the_next(engine: AsyncEngine) -> None:
@@ -49,3 +49,8 @@ async def test_an_expired_lease_is_taken_over_and_its_old_holder_told(engine: As
     async with job_lock(engine, "recordings") as third:
         assert third is None  # the old holder's end did not free the new holder's lease
     await new.__aexit__(None, None, None)
+
+
+def test_frequent_jobs_get_short_leases() -> None:
+    assert lease_seconds(5) == 10  # the rollups: back within seconds after a killed scheduler
+    assert lease_seconds(60) == 60 and lease_seconds(24 * 3600) == 60
