@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from store.locks import hold
 from store.settings import Settings
 
-#: Two-key advisory lock, beside the queue rollups' (1919905900, 2).
-_LOCK = text("SELECT pg_advisory_xact_lock(1919905900, 3)")
 
 _FIGURES = """
     count(*) AS calls,
@@ -104,7 +103,7 @@ class AgentRefresh:
 async def refresh_agent_rollups(conn: AsyncConnection) -> AgentRefresh:
     """Recompute the agent-days of every call changed since the last refresh (caller commits)."""
     t0 = time.perf_counter()
-    await conn.execute(_LOCK)
+    await hold(conn, "agent_rollups")
     keys = (await conn.execute(_TAKE_DIRTY)).all()
     if keys:
         params = {"tenant": [k[0] for k in keys], "agent": [k[1] for k in keys], "day": [k[2] for k in keys]}
@@ -116,7 +115,7 @@ async def refresh_agent_rollups(conn: AsyncConnection) -> AgentRefresh:
 async def rebuild_agent_rollups(conn: AsyncConnection) -> float:
     """Recompute every agent-day from callstore.calls (caller commits); returns seconds."""
     t0 = time.perf_counter()
-    await conn.execute(_LOCK)
+    await hold(conn, "agent_rollups")
     for step in _REBUILD:
         await conn.execute(step)
     return time.perf_counter() - t0

@@ -33,7 +33,7 @@ async def test_backfill_command_is_idempotent_and_summarises(db_url: str, engine
     first = await asyncio.to_thread(run, *args, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "ok. Stored 250 records" in first.stdout and "250 calls first seen by the backfill" in first.stdout
-    assert "2024-01-13T00:00:00+07:00 .. 2024-01-14T00:00:00+07:00" in first.stdout  # the tenant's local time
+    assert "from 2024-01-13T00:00:00+07:00 to 2024-01-14T00:00:00+07:00" in first.stdout  # the tenant's local time
     assert API_KEY not in first.stdout + first.stderr
     again = await asyncio.to_thread(run, *args, env=env, cwd=tmp_path)
     assert again.returncode == 0 and "0 calls first seen by the backfill, 0 changed" in again.stdout

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reports.bi_role import ensure_bi_role
+from reports.agent_rollups import refresh_agent_rollups
 from reports.rollups import refresh_rollups
 from store.ingest import Delivery, ingest
 from store.settings import Settings
@@ -103,6 +104,7 @@ async def fill_every_table(engine: AsyncEngine, settings: Settings) -> None:
                 "VALUES (:t, 'not_json', '\\x00', 1)"), {"t": tenant})
     async with engine.begin() as conn:
         await refresh_rollups(conn)
+        await refresh_agent_rollups(conn)
 
 
 # Every table behind every view of schema analytics, through views on views.
