@@ -29,7 +29,7 @@ from tests.recording_fixtures import KEY, archive_settings, fake_state, load, wi
 
 FAST = FetchOptions(concurrency=4, rate=0, max_attempts=3, backoff=(0,))
 #: The run must end; on the code before issue 12 it waited forever.
-ENDS_WITHIN_S = 60
+ENDS_WITHIN_S = 120
 
 
 class FullDisk(LocalRecordingStore):
