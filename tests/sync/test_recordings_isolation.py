@@ -5,14 +5,22 @@ and ends. Media origins are scheme + host + port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -23,13 +31,13 @@ from starlette.routing import Route
 from store.recording_store import LocalRecordingStore
 from store.settings import TenantSettings
 from sync.fake import recording_link, run_app, running_fake
-from sync.media import NOT_AN_ORIGIN, Refused, check_url
+from sync.media import NOT_AN_ORIGIN, Refused, check_url, download
 from sync.recordings import FetchOptions, Fetcher
 from tests.recording_fixtures import KEY, archive_settings, fake_state, load, with_recordings
 
 FAST = FetchOptions(concurrency=4, rate=0, max_attempts=3, backoff=(0,))
 #: The run must end; on the code before issue 12 it waited forever.
-ENDS_WITHIN_S = 60
+ENDS_WITHIN_S = 120
 
 
 class FullDisk(LocalRecordingStore):
@@ -206,3 +214,49 @@ def test_an_origin_is_scheme_host_and_port(config: dict[str, Any], url: str, all
     else:
         with pytest.raises(Refused):
             check_url(tenant, url)
+
+
+@contextlib.contextmanager
+def tls_app(app: Starlette, tmp_path: Path) -> Iterator[tuple[str, ssl.SSLContext]]:
+    """`app` over TLS on 127.0.0.1 with a self-signed certificate; yields its
+    base URL and a client context that trusts it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                                           ssl_certfile=str(cert), ssl_keyfile=str(key)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            time.sleep(0.01)
+        yield f"https://127.0.0.1:{port}", ssl.create_default_context(cafile=str(cert))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+async def test_a_redirect_from_https_to_http_is_refused(tmp_path: Path) -> None:
+    """Even to an http origin the tenant configured: the key went over TLS,
+    and must not be sent again in clear."""
+    plain, secure = Sniffer(), Sniffer()
+    with run_app(plain.app()) as plain_srv, tls_app(secure.app(), tmp_path) as (base, context):
+        secure.redirect_to = f"{plain_srv.base_url}/IPCCMedia/MP3Export.do?url=x.mp3"
+        tenant = TenantSettings("t", api_key=KEY, media_url=base, media_hosts=(plain_srv.base_url,))
+        assert {o.scheme for o in tenant.media_origins} == {"http", "https"}
+        async with httpx.AsyncClient(verify=context) as client:
+            with pytest.raises(Refused) as info:
+                await download(client, tenant, recording_link(base, "x.mp3"), tmp_path)
+            secure.redirect_to = None  # the same origin over TLS is fetched, with the key
+            got = await download(client, tenant, recording_link(base, "x.mp3"), tmp_path)
+    assert str(info.value) == "refused: a redirect from https to http"
+    assert plain.seen == []
+    assert [s["authorization"] for s in secure.seen] == [KEY, KEY]
+    assert got.size == 1003
