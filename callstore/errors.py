@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from store.engine import _driver_error as driver_error
@@ -52,26 +53,36 @@ def explain(exc: BaseException, settings: Settings) -> tuple[int, str]:
     return FAILURE, f"{type(exc).__name__}: {first}"
 
 
+@dataclass(frozen=True)
 class _Database:
-    def __init__(self, setting: str, where: str, host: str, port: str, user: str, name: str) -> None:
-        self.setting, self.where, self.host, self.port, self.user, self.name = setting, where, host, port, user, name
+    """The database a command used, as the message names it (never with its password)."""
+
+    setting: str
+    where: str
+    host: str
+    port: str
+    user: str
+    name: str
 
 
 def _database(settings: Settings) -> _Database:
     if settings.database_url is None:
+        from store.embedded import APP_USER, DB_NAME, EmbeddedError, EmbeddedPostgres
+
+        try:
+            port = str(EmbeddedPostgres(settings.data_dir).port)
+        except EmbeddedError:
+            port = "?"
         return _Database("CALLSTORE_DATA_DIR", f"the embedded PostgreSQL in {settings.data_dir}",
-                         "127.0.0.1", "?", "", "callstore")
+                         "127.0.0.1", port, APP_USER, DB_NAME)
     parts = urlsplit(settings.database_url)
     try:
         port = str(parts.port or 5432)
     except ValueError:
         port = "?"
-    # The password is removed by the caller's redactor as well; never put it in.
-    netloc = parts.hostname or ""
-    where = f"{parts.scheme}://{parts.username + ':***@' if parts.username else ''}{netloc}"
-    where += f":{port}{parts.path}"
-    return _Database("DATABASE_URL", where, parts.hostname or "?", port, parts.username or "",
-                     parts.path.lstrip("/") or "")
+    user = f"{parts.username}:***@" if parts.username else ""
+    return _Database("DATABASE_URL", f"{parts.scheme}://{user}{parts.hostname or ''}:{port}{parts.path}",
+                     parts.hostname or "?", port, parts.username or "", parts.path.lstrip("/"))
 
 
 def _authentication(cause: BaseException, db: _Database) -> str | None:
