@@ -1,4 +1,4 @@
-"""`GET /api/reports/queues` (reader token): queue figures as JSON or CSV.
+"""`GET /api/reports/queues` (reader token): queue figures (offered, answered, abandoned, service level...) as JSON or CSV.
 
 The report itself is given by the command line (reports/ owns the SQL); this
 module only authenticates, hands over the query parameters and answers.
