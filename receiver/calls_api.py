@@ -182,7 +182,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "properties": {"calls": {"type": "array", "items": {"type": "object"}},
                                    "next_cursor": {"type": ["string", "null"]}},
                 }}}},
-                **error_responses(400, 401, 403, 503),
+                **error_responses(400, 401, 403, 404, 503),
             },
         }
     },
