@@ -128,10 +128,14 @@ def _without_payload(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "payload": None, "recording_url": public_url(url) if isinstance(url, str) and url else None}
 
 
-def public_url(url: str) -> str:
-    """`url` without credentials, query string and fragment (what a reader may see)."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
+def public_url(url: str) -> str | None:
+    """`url` without credentials, query string and fragment (what a reader may
+    see); None when it does not parse as a URL (Alohub's value is hostile)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        return None
     if ":" in host:
         host = f"[{host}]"
     try:

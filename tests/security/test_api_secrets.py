@@ -41,6 +41,8 @@ async def test_a_reader_search_carries_no_url(world: World) -> None:
     ("http://[::1]:9/x?y", "http://[::1]:9/x"),
     ("/IPCCMedia/x.mp3?token=abc", "/IPCCMedia/x.mp3"),
     ("https://h.example/a.mp3", "https://h.example/a.mp3"),
+    ("http://[not-an-address/x?sig=1", None),
+    ("https://h.example:99999/x?sig=1", "https://h.example/x"),
 ])
-def test_public_url(url: str, bare: str) -> None:
+def test_public_url(url: str, bare: str | None) -> None:
     assert public_url(url) == bare
