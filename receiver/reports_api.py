@@ -82,7 +82,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "description": "one row per queue and bucket with at least one offered call",
                     "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}},
                 },
-                **error_responses(400, 401, 403, 404),
+                **error_responses(400, 401, 403),
             },
         }
     }
