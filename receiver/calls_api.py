@@ -8,6 +8,7 @@ would otherwise hand out the recording), and no payload.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -119,7 +120,14 @@ class CallsAPI:
             recording = await call_recording(conn, call["tenant_id"], call_id)
         if not who.token.allows("compliance"):
             events = [_without_payload(e) for e in events]
+            if recording and recording.get("last_error"):
+                # A download error may quote the URL it failed on.
+                recording = {**recording, "last_error": _URL.sub(lambda m: public_url(m.group(0)) or "<url>",
+                                                                 recording["last_error"])}
         return _json({"call": call, "events": events, "recording": recording})
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _without_payload(event: dict[str, Any]) -> dict[str, Any]:

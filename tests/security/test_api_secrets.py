@@ -8,6 +8,7 @@ for compliance and admin; a reader sees the URL without them.
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from receiver.calls_api import public_url
 from tests.security.world import SHARED_ID, SIGNED_URL, World
@@ -29,6 +30,18 @@ async def test_compliance_and_admin_get_the_raw_payload(world: World, role: str)
     r = await world.client.get(f"/api/calls/{SHARED_ID}", headers=world.auth("acme", role))
     event = r.json()["events"][0]
     assert event["payload"]["recording_url"] == SIGNED_URL and event["payload"]["note"] == "acme secret note"
+
+
+async def test_a_reader_sees_download_errors_without_the_signature(world: World) -> None:
+    async with world.engine.begin() as conn:
+        await conn.execute(text("UPDATE callstore.recordings SET status = 'pending', storage_key = NULL, "
+                                "last_error = :e WHERE tenant_id = 'default' AND call_id = :c"),
+                           {"e": f"ConnectError: cannot reach {SIGNED_URL}", "c": SHARED_ID})
+    reader = await world.client.get(f"/api/calls/{SHARED_ID}", headers=world.auth("default", "reader"))
+    error = reader.json()["recording"]["last_error"]
+    assert error == "ConnectError: cannot reach https://media.example/IPCCMedia/MP3Export.do"
+    officer = await world.client.get(f"/api/calls/{SHARED_ID}", headers=world.auth("default", "compliance"))
+    assert SIGNED_URL in officer.json()["recording"]["last_error"]
 
 
 async def test_a_reader_search_carries_no_url(world: World) -> None:
