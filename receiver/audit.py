@@ -85,9 +85,9 @@ class AuditAPI:
         self.zones = {t.tenant_id: t.zone for t in settings.tenants}
 
     def routes(self) -> list[Route]:
-        return [Route("/api/audit/recordings", self.list, methods=["GET"])]
+        return [Route("/api/audit/recordings", self.listing, methods=["GET"])]
 
-    async def list(self, request: Request) -> Response:
+    async def listing(self, request: Request) -> Response:
         who = caller(request, "compliance")
         try:
             q = parse_query(request.query_params, who.tenant, self.zones.get(who.tenant or "", ZoneInfo("UTC")))

@@ -8,6 +8,7 @@ would otherwise hand out the recording), and no payload.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -122,8 +123,15 @@ class CallsAPI:
             recording = await call_recording(conn, call["tenant_id"], call_id)
         if not who.token.allows("compliance"):
             events = [_without_payload(e) for e in events]
+            if recording and recording.get("last_error"):
+                # A download error may quote the URL it failed on.
+                recording = {**recording, "last_error": _URL.sub(lambda m: public_url(m.group(0)) or "<url>",
+                                                                 recording["last_error"])}
         zone = tenant_zone(self.settings.tenants, call["tenant_id"])
         return _json(in_zone({"call": call, "events": events, "recording": recording}, zone))
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _without_payload(event: dict[str, Any]) -> dict[str, Any]:
@@ -132,10 +140,14 @@ def _without_payload(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "payload": None, "recording_url": public_url(url) if isinstance(url, str) and url else None}
 
 
-def public_url(url: str) -> str:
-    """`url` without credentials, query string and fragment (what a reader may see)."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
+def public_url(url: str) -> str | None:
+    """`url` without credentials, query string and fragment (what a reader may
+    see); None when it does not parse as a URL (Alohub's value is hostile)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        return None
     if ":" in host:
         host = f"[{host}]"
     try:
@@ -188,7 +200,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "properties": {"calls": {"type": "array", "items": {"type": "object"}},
                                    "next_cursor": {"type": ["string", "null"]}},
                 }}}},
-                **error_responses(400, 401, 403, 503),
+                **error_responses(400, 401, 403, 404, 503),
             },
         }
     },

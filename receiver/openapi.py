@@ -51,7 +51,10 @@ BASE_PATHS: dict[str, Any] = {
     },
     "/healthz": {"get": {"summary": "Process alive", "responses": {"200": {"description": "alive"}}}},
     "/readyz": {"get": {"summary": "Ready to serve", "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-    "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics",
+                         "description": "Open unless CALLSTORE_METRICS_TOKEN is set; then `Authorization: Bearer "
+                                        "<token>`. Counts and timings only, never call data.",
+                         "responses": {"200": {"description": "text exposition"}, **error_responses(401)}}},
 }
 
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from datetime import datetime, timezone
+from typing import Any
 
 import orjson
 
@@ -160,8 +161,8 @@ class TextFormatter(logging.Formatter):
         record.message = _CONTROL.sub(_escape_control, record.message)
         return super().formatMessage(record)
 
-    def formatException(self, ei: object) -> str:  # type: ignore[override]
-        return self._indent(super().formatException(ei))  # type: ignore[arg-type]
+    def formatException(self, ei: Any) -> str:
+        return self._indent(super().formatException(ei))
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_text:

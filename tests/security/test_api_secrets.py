@@ -8,6 +8,7 @@ for compliance and admin; a reader sees the URL without them.
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from receiver.calls_api import public_url
 from tests.security.world import SHARED_ID, SIGNED_URL, World
@@ -31,6 +32,18 @@ async def test_compliance_and_admin_get_the_raw_payload(world: World, role: str)
     assert event["payload"]["recording_url"] == SIGNED_URL and event["payload"]["note"] == "acme secret note"
 
 
+async def test_a_reader_sees_download_errors_without_the_signature(world: World) -> None:
+    async with world.engine.begin() as conn:
+        await conn.execute(text("UPDATE callstore.recordings SET status = 'pending', storage_key = NULL, "
+                                "last_error = :e WHERE tenant_id = 'default' AND call_id = :c"),
+                           {"e": f"ConnectError: cannot reach {SIGNED_URL}", "c": SHARED_ID})
+    reader = await world.client.get(f"/api/calls/{SHARED_ID}", headers=world.auth("default", "reader"))
+    error = reader.json()["recording"]["last_error"]
+    assert error == "ConnectError: cannot reach https://media.example/IPCCMedia/MP3Export.do"
+    officer = await world.client.get(f"/api/calls/{SHARED_ID}", headers=world.auth("default", "compliance"))
+    assert SIGNED_URL in officer.json()["recording"]["last_error"]
+
+
 async def test_a_reader_search_carries_no_url(world: World) -> None:
     r = await world.client.get("/api/calls", params={"limit": 100}, headers=world.auth("default", "reader"))
     assert r.status_code == 200 and "SECRET-SIG" not in r.text and "media-pass" not in r.text
@@ -41,6 +54,8 @@ async def test_a_reader_search_carries_no_url(world: World) -> None:
     ("http://[::1]:9/x?y", "http://[::1]:9/x"),
     ("/IPCCMedia/x.mp3?token=abc", "/IPCCMedia/x.mp3"),
     ("https://h.example/a.mp3", "https://h.example/a.mp3"),
+    ("http://[not-an-address/x?sig=1", None),
+    ("https://h.example:99999/x?sig=1", "https://h.example/x"),
 ])
-def test_public_url(url: str, bare: str) -> None:
+def test_public_url(url: str, bare: str | None) -> None:
     assert public_url(url) == bare

@@ -9,7 +9,6 @@ token without `tenant=` reads its own tenant.
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from store.tokens import ROLES
@@ -123,4 +122,3 @@ async def test_readers_cannot_be_upgraded_by_parameters(world: World) -> None:
     r = await world.client.get(f"/api/recordings/{SHARED_ID}", params={"role": "admin", "all_tenants": "1"},
                                headers=auth)
     assert r.status_code == 403
-    assert isinstance(world.client, httpx.AsyncClient)

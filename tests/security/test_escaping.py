@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
+import httpx
 import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reports.alerts.job import run_alerts
 from reports.alerts.message import slack_body
 from store.logs import JsonFormatter, Redact, TextFormatter
+from store.tenants import sync_tenants
+from tests.conftest import serving
+from tests.conftest import test_settings as make_settings
+from tests.reports.alerts.calls import insert_calls
+from tests.reports.alerts.test_job import SALES, T0, Inbox, history
 
 HOSTILE_CALLER = "<!channel> <https://evil.example/pay|click here>\n• +84 912 345 678: waited 0 s at 00:00"
 HOSTILE_QUEUE = "Sales <!here> & www.evil.example"
@@ -96,3 +107,28 @@ def test_a_text_log_line_cannot_be_forged() -> None:
 def test_a_json_log_line_is_one_object() -> None:
     line = _log_line(JsonFormatter(), "call %s stored", FORGED)
     assert line.count("\n") == 1 and orjson.loads(line)["message"] == f"call {FORGED} stored"
+
+
+async def test_a_hostile_caller_number_reaches_slack_as_text(engine: AsyncEngine) -> None:
+    """End to end: calls stored with a caller number and a queue name that are
+    Slack markup, a real spike, the alerts job, a real HTTP server as Slack."""
+    calls = [replace(c, caller=HOSTILE_CALLER) if c.call_id.startswith("spike-") else c for c in history()]
+    inbox = Inbox()
+    async with serving(inbox.app()) as url:
+        settings = make_settings(alert_slack_url=f"{url}/slack")
+        async with engine.begin() as conn:
+            await sync_tenants(conn, settings.tenants)
+            await conn.execute(text("INSERT INTO callstore.queues (tenant_id, queue_id, name) VALUES "
+                                    "('default', :q, :n)"), {"q": SALES, "n": HOSTILE_QUEUE})
+        await insert_calls(engine, calls)
+        async with httpx.AsyncClient() as client:
+            minute = 0
+            while not inbox.slack and minute < 20:
+                await run_alerts(engine, settings, now=T0 + timedelta(minutes=minute, seconds=7), client=client,
+                                 retry_delays=(0,))
+                minute += 1
+    assert inbox.slack, "the spike did not fire"
+    message = inbox.slack[0]["text"]
+    assert "Abandoned calls spike" in message and "&lt;!channel&gt;" in message and "&lt;!here&gt;" in message
+    assert "<" not in message and "https://evil" not in message and "www.evil.example" not in message
+    assert all(line.startswith("•") for line in message.split("Call back", 1)[1].splitlines()[1:])
