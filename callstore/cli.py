@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from callstore.commands import alerts, backfill, fake, queues, recordings, report, serve, tokens
+from callstore.commands import alerts, backfill, demo, fake, queues, recordings, report, serve, tokens
 from callstore.runtime import UsageError, run_command
 
 #: Each module adds its subcommands with `register(subparsers)`.
-COMMANDS = [serve, tokens, fake, backfill, queues, recordings, report, alerts]
+COMMANDS = [serve, tokens, fake, backfill, queues, recordings, report, alerts, demo]
 
 
 class _Parser(argparse.ArgumentParser):
