@@ -20,11 +20,11 @@ COMMANDS = [serve, tokens, fake, backfill, queues, recordings, report, alerts, d
 
 
 class _Parser(argparse.ArgumentParser):
-    _given: list[str] = []
+    _given: tuple[str, ...] = ()
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
-        self._given = list(sys.argv[1:] if args is None else args)
+        self._given = tuple(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]

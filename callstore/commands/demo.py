@@ -166,8 +166,8 @@ def _print_ready(settings: Settings, calls: int, window: Window) -> None:
     day = window.end.astimezone(zone).date()
     lines = [
         "",
-        f"callstore demo ready: {calls} calls from {window.start.astimezone(zone):%Y-%m-%d %H:%M} "
-        f"to {window.end.astimezone(zone):%Y-%m-%d %H:%M} ({zone.key})",
+        (f"callstore demo ready: {calls} calls from {window.start.astimezone(zone):%Y-%m-%d %H:%M} "
+         f"to {window.end.astimezone(zone):%Y-%m-%d %H:%M} ({zone.key})"),
         f"  callstore   http://127.0.0.1:{settings.port}  (webhook /webhooks/alohub, API /api, /metrics)",
         f"  data        {settings.data_dir.resolve()}",
         f"  PostgreSQL  127.0.0.1 port {pg_port}, database callstore",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,3 +114,21 @@ async def test_tokens_list_shows_the_latest_use(db_url: str, engine: AsyncEngine
     listed = await asyncio.to_thread(callstore, "tokens", "list", cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr
     assert stored.strftime("%Y-%m-%d %H:%M:%S") in listed.stdout
+
+
+def test_demo_refuses_a_real_database_and_bad_ports(tmp_path: Path) -> None:
+    refused = callstore("demo", cwd=tmp_path, env={"DATABASE_URL": "postgresql://u:pw@127.0.0.1:5432/prod"})
+    assert refused.returncode == 2 and "pw" not in refused.stderr
+    assert refused.stderr.startswith("callstore: error: DATABASE_URL: callstore demo uses its own embedded database")
+    bad = callstore("demo", "--calls", "many", cwd=tmp_path, env={"CALLSTORE_DATA_DIR": str(tmp_path / "d")})
+    assert bad.returncode == 2 and bad.stderr.startswith("callstore: error: --calls: 'many'")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = callstore("demo", "--fake-port", str(port), cwd=tmp_path,
+                         env={"CALLSTORE_DATA_DIR": str(tmp_path / "d")})
+    assert busy.returncode == 2
+    assert busy.stderr.strip() == (f"callstore: error: --fake-port: cannot listen on 127.0.0.1:{port}: "
+                                   "Address already in use")
+    assert not (tmp_path / "d").exists()  # nothing was created for a demo that could not start

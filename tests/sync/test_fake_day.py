@@ -35,7 +35,7 @@ def per_hour(curve: str) -> Counter[int]:
 
 def test_busy_mornings_and_afternoons_quiet_nights() -> None:
     hours = per_hour("diurnal")
-    night = sum(hours[h] for h in range(0, 6))
+    night = sum(hours[h] for h in range(6))
     peak = sum(hours[h] for h in (8, 9, 10, 14, 15, 16))
     assert peak > 10 * night
     assert hours[9] > 5 * hours[3] and hours[15] > 5 * hours[3]
