@@ -37,6 +37,11 @@ class _Parser(argparse.ArgumentParser):
                     break
                 if given.startswith("-") and given.split("=", 1)[0] not in self._option_string_actions:
                     raise UsageError(f"{given}: unknown option; see `{self.prog} --help`")
+            for action in self._actions:
+                # A missing subcommand: say which ones exist rather than the internal dest name.
+                if isinstance(action, argparse._SubParsersAction) and (
+                        message.endswith(f": {action.dest}") or message.endswith(f": {action.metavar}")):
+                    raise UsageError(f"choose a command: {', '.join(action.choices)}; see `{self.prog} --help`")
         raise UsageError(message)
 
 

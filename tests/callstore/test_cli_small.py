@@ -58,6 +58,20 @@ def test_argument_errors_name_the_bad_argument(tmp_path: Path, args: tuple[str, 
     assert "arguments are required" not in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        ((), "choose a command: serve, migrate, "),
+        (("tokens",), "choose a command: create, list, revoke; see `callstore tokens --help`"),
+        (("fake-alohub",), "choose a command: serve, send; see `callstore fake-alohub --help`"),
+    ],
+)
+def test_a_missing_command_lists_the_choices(tmp_path: Path, args: tuple[str, ...], line: str) -> None:
+    r = callstore(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"callstore: error: {line}") and len(r.stderr.splitlines()) == 1
+
+
 def test_gitignore_keeps_env_files_out() -> None:
     assert ".env" in (REPO / ".gitignore").read_text().splitlines()
 
