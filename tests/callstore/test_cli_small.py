@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -36,7 +38,8 @@ def callstore(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpr
 def test_version(tmp_path: Path) -> None:
     r = callstore("--version", cwd=tmp_path)
     assert r.returncode == 0
-    assert r.stdout.strip() == "callstore 0.1.0"
+    assert r.stdout.strip() == f"callstore {metadata.version('callstore')}"
+    assert re.fullmatch(r"callstore \d+\.\d+\.\d+\S*", r.stdout.strip())
 
 
 @pytest.mark.parametrize(
