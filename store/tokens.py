@@ -97,7 +97,7 @@ _VERIFY = text(
         SELECT id FROM callstore.api_tokens WHERE token_hash = :h AND revoked_at IS NULL
     ), touched AS (
         UPDATE callstore.api_tokens SET last_used_at = now()
-        WHERE id IN (SELECT id FROM t) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+        WHERE id IN (SELECT id FROM t) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 second')
     )
     SELECT a.id, a.name, a.role, a.token_prefix, a.created_at, a.revoked_at, a.last_used_at,
            a.tenant_id, a.all_tenants
@@ -107,8 +107,12 @@ _VERIFY = text(
 
 
 async def verify_token(conn: AsyncConnection, token: str) -> TokenInfo | None:
-    """The active token's record, or None. Touches last_used_at at most once a minute.
-    A token to re-issue is returned too (`needs_reissue`): the caller refuses it, saying why."""
+    """The active token's record, or None.
+
+    Touches last_used_at at most once a second: `tokens list` shows whole
+    seconds, so it is never behind, and a busy token still costs one write a second.
+    A token to re-issue is returned too (`needs_reissue`): the caller refuses it, saying why.
+    """
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
     row = (await conn.execute(_VERIFY, {"h": hash_token(token)})).first()

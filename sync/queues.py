@@ -196,14 +196,21 @@ async def queue_exists(conn: AsyncConnection, tenant_id: str, queue_id: int) -> 
     ))
 
 
-async def set_mapping(conn: AsyncConnection, tenant_id: str, hotline: str, queue_id: int, note: str = "") -> int:
-    """Map `hotline` (canonical) to `queue_id`; return how many calls moved."""
+async def set_mapping(
+    conn: AsyncConnection, tenant_id: str, hotline: str, queue_id: int, note: str | None = None
+) -> int:
+    """Map `hotline` (canonical) to `queue_id`; return how many calls moved.
+
+    `note` None keeps the note of an existing mapping (a new one gets "").
+    """
     await lock_attribution(conn, tenant_id)
     await conn.execute(
         text(
             """
-            INSERT INTO callstore.queue_mappings (tenant_id, hotline, queue_id, note) VALUES (:t, :h, :q, :n)
-            ON CONFLICT (tenant_id, hotline) DO UPDATE SET queue_id = excluded.queue_id, note = excluded.note
+            INSERT INTO callstore.queue_mappings (tenant_id, hotline, queue_id, note)
+            VALUES (:t, :h, :q, coalesce(:n, ''))
+            ON CONFLICT (tenant_id, hotline) DO UPDATE
+            SET queue_id = excluded.queue_id, note = coalesce(:n, callstore.queue_mappings.note)
             """
         ),
         {"t": tenant_id, "h": hotline, "q": queue_id, "n": note},

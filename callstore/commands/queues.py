@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m = qsub.add_parser("map", help="attribute calls to HOTLINE to QUEUE (for numbers Alohub does not list)")
     m.add_argument("--hotline", required=True)
     m.add_argument("--queue", required=True, help="queue id (Alohub callinId)")
-    m.add_argument("--note", default="")
+    m.add_argument("--note", help="why the mapping exists (default: keep the existing note)")
     m.add_argument("--tenant")
     m.set_defaults(func=_map)
     u = qsub.add_parser("unmap", help="remove the mapping of a hotline")

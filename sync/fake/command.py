@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from datetime import date, datetime, timedelta
+from types import FrameType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import orjson
 
-from sync.fake.history import DEFAULT_TZ, FakeCall, generate_calls
+from sync.fake.history import CURVES, DEFAULT_TZ, FakeCall, generate_calls
 from sync.fake.mp3 import DEFAULT_MEDIA_SIZE
 from sync.fake.sender import events_for, send_events
 from sync.fake.server import serve_forever
@@ -23,6 +25,8 @@ from sync.fake.state import DEFAULT_MAX_LIMIT, build_state
 
 DEFAULT_PORT = 8081
 DEFAULT_API_KEY = "fake-api-key"
+#: Calls in progress when the window ends now: enough for "calls waiting now" to show.
+DEFAULT_LIVE = 6
 
 
 class UsageError(ValueError):
@@ -84,12 +88,30 @@ def _window(args: argparse.Namespace, zone: ZoneInfo) -> tuple[datetime, datetim
     return since, until
 
 
+def _running(args: argparse.Namespace, until: datetime) -> tuple[datetime | None, int]:
+    """The fake's "now" and how many live calls it adds.
+
+    A window that ends now (no --until) has calls in progress, like a real
+    contact center; a window given in full stays a fixed, finished history
+    unless --live asks otherwise.
+    """
+    if args.live is None:
+        return (until, DEFAULT_LIVE) if args.until is None else (None, 0)
+    live = _whole(args, "live")
+    return (until if live or args.until is None else None), live
+
+
 def _add_history_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls", default="1000", help="number of generated calls (default 1000)")
     parser.add_argument("--seed", default="1", help="random seed; the same seed and window give the same calls")
     parser.add_argument("--since", help="first call start, ISO 8601 (default: 24 hours before --until)")
     parser.add_argument("--until", help="end of the call window, ISO 8601 (default: now)")
     parser.add_argument("--tz", default=DEFAULT_TZ, help=f"zone of Alohub's local times (default {DEFAULT_TZ})")
+    parser.add_argument("--curve", default="diurnal", choices=CURVES,
+                        help="how calls spread over the day: diurnal (busy 8-11 and 14-17 local, quiet at night; "
+                             "the default) or flat")
+    parser.add_argument("--live", help="calls still running at the end of the window, started in its last "
+                                       f"5 minutes (default {DEFAULT_LIVE} when --until is not given, else 0)")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,8 +155,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     zone = _zone(args)
     since, until = _window(args, zone)
+    now, live = _running(args, until)
     state = build_state(
         calls=_whole(args, "calls"),
+        curve=args.curve,
+        now=now,
+        live=live,
         seed=_whole(args, "seed"),
         since=since,
         until=until,
@@ -157,6 +183,10 @@ def _serve(args: argparse.Namespace) -> int:
     def ready(base_url: str) -> None:
         print(f"fake Alohub serving {len(state.calls)} calls ({since} to {until}) on {base_url}", flush=True)
 
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again to
+    # exit as if killed (143). With this no-op handler installed first, that
+    # re-raise does nothing: a requested stop ends with exit code 0.
+    signal.signal(signal.SIGTERM, _stopped)
     try:
         asyncio.run(serve_forever(state, args.host, port, ready=ready))
     except KeyboardInterrupt:
@@ -165,6 +195,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"callstore fake-alohub serve: cannot listen on {args.host}:{port}: {exc.strerror}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM after uvicorn's graceful shutdown: nothing left to do."""
 
 
 def _calls_to_send(args: argparse.Namespace) -> tuple[list[FakeCall], str]:
@@ -178,7 +212,9 @@ def _calls_to_send(args: argparse.Namespace) -> tuple[list[FakeCall], str]:
         return [FakeCall.from_record(record) for record in response.json()], base
     zone = _zone(args)
     since, until = _window(args, zone)
-    calls = generate_calls(_whole(args, "calls"), seed=_whole(args, "seed"), start=since, end=until, tz=args.tz)
+    now, live = _running(args, until)
+    calls = generate_calls(_whole(args, "calls"), seed=_whole(args, "seed"), start=since, end=until, tz=args.tz,
+                           curve=args.curve, now=now, live=live)
     return calls, args.media_base
 
 

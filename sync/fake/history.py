@@ -174,12 +174,21 @@ def generate_calls(
     tz: str = DEFAULT_TZ,
     queues: Sequence[FakeQueue] | None = None,
     in_progress: float = 0.0,
+    curve: str = "diurnal",
+    now: datetime | None = None,
+    live: int = 0,
 ) -> list[FakeCall]:
     """`n` calls starting in [start, end), sorted by (starttime, call_id).
 
     The same arguments always give the same calls. Naive `start`/`end` are
     read in `tz`; record times are naive local times in `tz`. `in_progress`
     is the probability that a call has not ended yet.
+
+    `curve` spreads start times: ``diurnal`` (a contact center's day: busy
+    8-11 and 14-17 local, quiet at night, see `HOURLY_WEIGHT`) or ``flat``.
+    With `now`, a call not over by then is in progress (ringing if not yet
+    answered), and `live` more calls, started in the 5 minutes before `now`,
+    are still running: every other one waits in a queue, the rest talk.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -189,13 +198,46 @@ def generate_calls(
     span = int((last - first).total_seconds())
     if span <= 0 and n > 0:
         raise ValueError(f"end ({end}) must be after start ({start})")
+    if curve not in CURVES:
+        raise ValueError(f"curve must be one of {', '.join(CURVES)}, got {curve!r}")
+    if live < 0 or (live and now is None):
+        raise ValueError("live needs now and must be >= 0")
+    if now is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=zone)
     rng = random.Random(seed)
     catalogue = list(DEFAULT_QUEUES if queues is None else queues)
     builder = _CallBuilder(rng, zone, catalogue, customers=max(50, n // 3))
-    offsets = sorted(rng.randrange(span) for _ in range(n)) if n else []
-    calls = [builder.build(first + timedelta(seconds=o), in_progress) for o in offsets]
+    offsets = sorted(_offsets(rng, n, first, span, zone, curve)) if n else []
+    calls = [builder.build(first + timedelta(seconds=o), in_progress, now) for o in offsets]
+    if now is not None:
+        calls += [builder.build_live(now, waiting=i % 2 == 0) for i in range(live)]
     calls.sort(key=lambda c: (c.starttime, c.call_id))
     return calls
+
+
+CURVES = ("diurnal", "flat")
+
+#: Relative call volume per local hour (0-23): a Vietnamese contact center's
+#: day, with peaks 8-11 and 14-17, a lunch dip and a quiet night.
+HOURLY_WEIGHT: tuple[float, ...] = (
+    0.04, 0.03, 0.03, 0.03, 0.04, 0.06, 0.15, 0.45, 1.0, 1.0, 1.0, 0.7,
+    0.4, 0.6, 1.0, 1.0, 1.0, 0.6, 0.35, 0.25, 0.18, 0.12, 0.08, 0.05,
+)
+
+
+def _offsets(
+    rng: random.Random, n: int, first: datetime, span: int, zone: ZoneInfo, curve: str
+) -> list[int]:
+    """`n` start offsets (seconds after `first`) drawn along `curve` by rejection."""
+    if curve == "flat":
+        return [rng.randrange(span) for _ in range(n)]
+    offsets: list[int] = []
+    while len(offsets) < n:
+        o = rng.randrange(span)
+        # The weights are at least 0.03, so this ends even for a window at night.
+        if rng.random() < HOURLY_WEIGHT[(first + timedelta(seconds=o)).astimezone(zone).hour]:
+            offsets.append(o)
+    return offsets
 
 
 class _CallBuilder:
@@ -208,12 +250,18 @@ class _CallBuilder:
         ]
         self.seen_ids: set[str] = set()
 
-    def build(self, started: datetime, in_progress: float) -> FakeCall:
+    def build(self, started: datetime, in_progress: float, now: datetime | None = None) -> FakeCall:
         rng = self.rng
         inbound = rng.random() < 0.70
         status, hangup_by, wait, answered = self._inbound_outcome() if inbound else self._outbound_outcome()
         talk = max(3, min(3600, int(rng.expovariate(1 / 180)))) if answered else 0
         ongoing = rng.random() < in_progress
+        answer_at = started + timedelta(seconds=wait)
+        end_at = answer_at + timedelta(seconds=talk)
+        if now is not None and end_at > now:
+            # Not over at `now`: still talking, or still ringing if not answered yet.
+            ongoing = True
+            answered = answered and answer_at <= now
         agent, extension = rng.choice(AGENTS)
         if inbound and not answered:
             agent, extension = "", ""
@@ -221,8 +269,6 @@ class _CallBuilder:
             status, hangup_by = "ringing", ""
         starttime = self._local(started)
         call_id = self._call_id(starttime)
-        answer_at = started + timedelta(seconds=wait)
-        end_at = answer_at + timedelta(seconds=talk)
         holding = rng.randint(1, max(1, min(120, talk // 3))) if answered and rng.random() < 0.2 else 0
         recorded = answered and not ongoing and rng.random() < 0.95
         return FakeCall(
@@ -242,6 +288,33 @@ class _CallBuilder:
             total_duration="" if ongoing else str(int((end_at - started).total_seconds())),
             holding_duration="" if ongoing else str(holding),
             recording_url=f"{starttime[:10].replace('-', '/')}/{call_id}.mp3" if recorded else "",
+        )
+
+    def build_live(self, now: datetime, *, waiting: bool) -> FakeCall:
+        """An inbound call to a queue, started in the 5 minutes before `now` and still running."""
+        rng = self.rng
+        started = now - timedelta(seconds=rng.randint(5, 300))
+        starttime = self._local(started)
+        call_id = self._call_id(starttime)
+        agent, extension = ("", "") if waiting else rng.choice(AGENTS)
+        answered_after = rng.randint(0, int((now - started).total_seconds()))
+        return FakeCall(
+            call_id=call_id,
+            source="ipcc",
+            direction="INBOUND",
+            call_status="ringing" if waiting else "answered",
+            starttime=starttime,
+            answertime="" if waiting else self._local(started + timedelta(seconds=answered_after)),
+            endtime="",
+            hangup_by="",
+            hotline=rng.choice(self.hotlines) if self.hotlines else "",
+            caller_number=self._customer_number(),
+            destination_number=extension,
+            agent=agent,
+            transactionId="",
+            total_duration="",
+            holding_duration="",
+            recording_url="",
         )
 
     def _inbound_outcome(self) -> tuple[str, str, int, bool]:

@@ -11,6 +11,8 @@ from types import TracebackType
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from sync.fake import admin, api, media
 from sync.fake.state import FakeState
@@ -20,7 +22,19 @@ START_TIMEOUT_S = 10.0
 
 def create_app(state: FakeState) -> Starlette:
     """The Starlette app serving `state`: Alohub's routes plus the ``/_fake/`` controls."""
-    return Starlette(routes=[*api.routes(state), *media.routes(state), *admin.routes(state)])
+    return Starlette(
+        routes=[*api.routes(state), *media.routes(state), *admin.routes(state)],
+        exception_handlers={ClientDisconnect: _gone},
+    )
+
+
+async def _gone(request: Request, exc: Exception) -> Response:
+    """A client that left before sending its whole body: nobody to answer, and not the fake's fault.
+
+    Without this handler the server logs a traceback for every client that
+    times out or is killed mid-request.
+    """
+    return Response(status_code=400)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -83,9 +83,16 @@ def build_state(
     latency_ms: int = 0,
     tz: str = DEFAULT_TZ,
     media_auth: bool = True,
+    curve: str = "diurnal",
+    now: datetime | None = None,
+    live: int = 0,
 ) -> FakeState:
-    """A state with `calls` generated calls between `since` and `until` (what the CLI serves)."""
-    history = generate_calls(calls, seed=seed, start=since, end=until, tz=tz)
+    """A state with `calls` generated calls between `since` and `until` (what the CLI serves).
+
+    `curve`, `now` and `live` are `generate_calls`'s: how starts spread over
+    the day, and which calls are still running at `now`.
+    """
+    history = generate_calls(calls, seed=seed, start=since, end=until, tz=tz, curve=curve, now=now, live=live)
     state = make_state(history, api_key=api_key, tz=tz, tenant_id=tenant_id)
     state.media_size = media_size
     state.media_auth = media_auth
