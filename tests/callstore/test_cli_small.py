@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -130,7 +131,8 @@ async def test_tokens_list_shows_the_latest_use(db_url: str, engine: AsyncEngine
     assert stored > earlier + timedelta(seconds=20)
     listed = await asyncio.to_thread(callstore, "tokens", "list", cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert stored.strftime("%Y-%m-%d %H:%M:%S") in listed.stdout
+    # Shown to the second in the tenant's zone (the default tenant's: Asia/Ho_Chi_Minh).
+    assert stored.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).isoformat(timespec="seconds") in listed.stdout
 
 
 def test_demo_refuses_a_real_database_and_bad_ports(tmp_path: Path) -> None:

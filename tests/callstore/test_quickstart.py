@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from store.embedded import EmbeddedPostgres
 from tests.callstore.test_cli_small import SCRIPT, callstore
+from tests.conftest import server_dir
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "quickstart.md"
 READY_WITHIN_S = 240
@@ -70,7 +70,7 @@ def test_quickstart(tmp_path: Path) -> None:
         pytest.skip("psql is not installed")
     # Not under pytest's temp dirs: those are private to root, and the
     # embedded server runs as its own user when the tests run as root.
-    data = Path(tempfile.mkdtemp(prefix="callstore-quickstart-")) / "callstore-demo"
+    data = server_dir("callstore-quickstart-") / "callstore-demo"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"CALLSTORE_DATA_DIR": str(data)}
@@ -87,7 +87,7 @@ def test_quickstart(tmp_path: Path) -> None:
         assert "callstore demo ready: 806 calls" in text
         webhook = next(line for line in output if line.startswith("webhook: "))
         assert re.search(r"; [1-9]\d* calls never sent", webhook)
-        assert re.search(r": ok; 806 records in \d+ pages", text)
+        assert re.search(r": ok\. Stored 806 records \(\d+ pages\)", text)
         commands = [line.strip() for line in output if line.startswith("  ") and "callstore report" in line
                     or line.strip().startswith("PGPASSWORD=")]
         report_cmd, role_cmd, psql_cmd = commands
@@ -109,7 +109,7 @@ def test_quickstart(tmp_path: Path) -> None:
                                cwd=elsewhere, timeout=60)
         assert query.returncode == 0, query.stderr
         hourly, waiting, latest = _result_sets(query.stdout)
-        assert len(hourly) >= 20
+        assert len(hourly) >= 10  # the busy hours of a day (nights are quiet in the fake)
         assert hourly[0][0] == "bucket_local" and re.match(r"\d{4}-\d\d-\d\d \d\d:00:00$", hourly[1][0])
         assert sum(int(row[1]) for row in waiting[1:]) > 0  # calls waiting now
         assert len(latest) == 11 and re.search(r"\+07$", latest[1][0])  # local times
