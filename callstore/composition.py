@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from console.pages import Console
 from receiver.app import Extensions
 from receiver.calls_api import OPENAPI_PATHS as CALLS_PATHS
 from receiver.calls_api import CallsAPI
@@ -62,7 +63,8 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
 
     store = LocalRecordingStore(settings.recordings_dir)
     ext = Extensions(
-        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(), *RecordingsAPI(engine, store).routes()],
+        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(), *RecordingsAPI(engine, store).routes(),
+                *Console(settings, engine, store).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics],
     )

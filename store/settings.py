@@ -79,6 +79,8 @@ class Settings:
     recordings_rate: float = 10.0
     recordings_max_attempts: int = 8
     recordings_interval_s: int = 60
+    #: Key that signs the console's session cookies; None: generated once and kept in the database.
+    session_secret: str | None = field(default=None, repr=False)
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -188,7 +190,14 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         recordings_rate=float(_int("CALLSTORE_RECORDINGS_RATE", get("CALLSTORE_RECORDINGS_RATE"), 10, lo=0, hi=10000)),
         recordings_max_attempts=_int("CALLSTORE_RECORDINGS_MAX_ATTEMPTS", get("CALLSTORE_RECORDINGS_MAX_ATTEMPTS"), 8, lo=1, hi=100),
         recordings_interval_s=_int("CALLSTORE_RECORDINGS_INTERVAL", get("CALLSTORE_RECORDINGS_INTERVAL"), 60, lo=5),
+        session_secret=_session_secret(get("CALLSTORE_SESSION_SECRET")),
     )
+
+
+def _session_secret(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigError("CALLSTORE_SESSION_SECRET", "must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    return value
 
 
 def _check_webhook_secret(value: str) -> None:
