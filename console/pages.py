@@ -142,7 +142,8 @@ class Console:
         async with self.engine.connect() as conn:
             rows = await read_queue_report(conn, req)
             alerts = [a for a in await recent_alerts(conn, ctx.tenant_id, 20) if a["state"] == "firing"]
-        return {"tiles": views.tiles(rows, ctx.locale), "alerts": alerts, "day": start}
+        firing = {a["queue_id"] for a in alerts}
+        return {"tiles": views.tiles(rows, ctx.locale, firing), "alerts": alerts, "day": start}
 
     async def wallboard(self, request: Request, ctx: Ctx) -> Response:
         return self.web.show(ctx, "wallboard.html", **await self._today(ctx))

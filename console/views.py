@@ -28,22 +28,28 @@ INTERVALS = tuple(VIEWS)  # week and month appear here when the report queries o
 COUNTS = ("offered", "answered", "abandoned", "short_abandoned", "unanswered_other", "in_progress")
 
 
-def tiles(rows: Sequence[Mapping[str, Any]], loc: Locale) -> list[dict[str, Any]]:
-    """One tile per queue of today's daily row."""
+def tiles(rows: Sequence[Mapping[str, Any]], loc: Locale, firing: set[int | None]) -> list[dict[str, Any]]:
+    """One tile per queue of today's daily row; a queue with a firing alert is marked."""
     out = []
     for r in rows:
         out.append({
             "queue_id": "unassigned" if r["queue_id"] is None else str(r["queue_id"]),
-            "name": r["queue_name"] or (loc.gettext("queue.unassigned") if r["queue_id"] is None else str(r["queue_id"])),
+            "name": queue_name(r, loc),
             "figures": [
                 ("offered", loc.number(r["offered"])), ("answered", loc.number(r["answered"])),
                 ("abandoned", loc.number(r["abandoned"])), ("in_progress", loc.number(r["in_progress"])),
                 ("service_level", loc.percent(r["service_level"])), ("asa_seconds", loc.seconds(r["asa_seconds"])),
                 ("abandon_rate", loc.percent(r["abandon_rate"])), ("max_wait_seconds", loc.seconds(r["max_wait_seconds"])),
             ],
-            "alarm": (r["abandon_rate"] or 0) >= 0.2,
+            "alarm": r["queue_id"] in firing,
         })
     return out
+
+
+def queue_name(row: Mapping[str, Any], loc: Locale) -> str:
+    if row["queue_id"] is None:
+        return loc.gettext("queue.unassigned")
+    return str(row["queue_name"] or row["queue_id"])
 
 
 def empty_report() -> dict[str, Any]:
@@ -57,7 +63,7 @@ def report(rows: Sequence[Mapping[str, Any]], req: QueueReportRequest, loc: Loca
     by_bucket: dict[str, dict[str, float]] = {}
     for r in rows:
         q = "unassigned" if r["queue_id"] is None else str(r["queue_id"])
-        t = per_queue.setdefault(q, {"queue": r["queue_name"] or q, **{c: 0 for c in COUNTS}})
+        t = per_queue.setdefault(q, {"queue": queue_name(r, loc), **{c: 0 for c in COUNTS}})
         for c in COUNTS:
             t[c] += r[c]
         label = loc.when(r["bucket_start"], seconds=False) if req.interval in ("15m", "hour") else \

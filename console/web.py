@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,13 @@ class Web:
         """An endpoint that needs a session with at least `role` (and CSRF on POST)."""
 
         async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            response = await inner(request)
+            # The server's own time, for bench/console and the browser's network panel.
+            response.headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - started):.1f}"
+            return response
+
+        async def inner(request: Request) -> Response:
             lang, remember = self.lang(request)
             session = await self.session(request)
             if session is None:
