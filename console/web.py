@@ -95,7 +95,7 @@ class Web:
         """The page's language, and the new choice to remember (from ?lang=)."""
         chosen = request.query_params.get("lang")
         if chosen in LANGUAGES:
-            return chosen, chosen  # type: ignore[return-value]
+            return chosen, chosen
         return negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language")), None
 
     async def session(self, request: Request) -> Session | None:

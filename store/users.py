@@ -16,6 +16,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -102,7 +103,7 @@ def check_new_password(password: str | None, var: str) -> str:
     return password
 
 
-def _columns():  # type: ignore[no-untyped-def]
+def _columns() -> tuple[Any, ...]:
     c = users.c
     return (c.id, c.tenant_id, c.username, c.role, c.disabled, c.created_at, c.last_login_at)
 

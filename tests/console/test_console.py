@@ -158,3 +158,30 @@ async def test_admin_edits_rules_with_the_cli_checks(site: Site, engine: AsyncEn
         rows = (await conn.execute(text(
             "SELECT scope, queue_id, min_offered, clear_rate FROM callstore.alert_rules ORDER BY id"))).all()
     assert [tuple(r) for r in rows] == [("tenant", None, 10, 0.1), ("queue", 1001226, 12, None)]
+
+
+async def test_forged_idle_and_disabled_sessions_end(site: Site, engine: AsyncEngine) -> None:
+    from store.users import set_disabled
+
+    async with httpx.AsyncClient(base_url=site.url) as c:
+        await login(c, "minh")
+        good = c.cookies["cs_session"]
+        session_id, _, mac = good.partition(".")
+        c.cookies.set("cs_session", f"{session_id}.{mac[::-1]}")
+        assert (await c.get("/ui/")).status_code == 303  # altered signature
+        c.cookies.set("cs_session", good)
+        assert (await c.get("/ui/")).status_code == 200
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE callstore.console_sessions SET last_seen_at = now() - interval '11 hours'"))
+        assert (await c.get("/ui/")).status_code == 200  # 11 idle hours: still in, and the clock restarts
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE callstore.console_sessions SET last_seen_at = now() - interval '12 hours 1 minute'"))
+        assert (await c.get("/ui/")).status_code == 303  # past 12 idle hours: out
+
+        c.cookies.clear()  # the cookie set by hand above would shadow the new one
+        await login(c, "minh")
+        assert (await c.get("/ui/")).status_code == 200
+        async with engine.begin() as conn:
+            await set_disabled(conn, "default", "minh")
+        assert (await c.get("/ui/")).status_code == 303
+        assert (await login(c, "minh")).status_code == 401
