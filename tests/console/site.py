@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callstore.composition import build_extensions
@@ -68,6 +69,11 @@ async def running_site(engine: AsyncEngine, data_dir: Path, calls: int = 60) -> 
         for name, (tenant, role) in USERS.items():
             await create_user(conn, tenant, name, role, PASSWORD)
         await refresh_rollups(conn)
+        # One alert firing on Support since two hours ago (as the alerts job would have written it).
+        await conn.execute(text("""
+            INSERT INTO callstore.alerts (tenant_id, queue_id, fired_at, window_minutes, offered, answered, abandoned,
+                short_abandoned, unanswered_other, abandon_rate, peak_abandon_rate, rule)
+            VALUES ('default', 1001227, now() - interval '2 hours', 15, 12, 6, 6, 0, 0, 0.5, 0.5, '{}')"""))
     app = create_app(settings, engine, build_extensions(settings, engine, "receiver", Metrics(), spool=False))
     async with serving(app) as url:
         yield Site(url, records, recorded[0]["call_id"], other["call_id"])
