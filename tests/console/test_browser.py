@@ -205,9 +205,17 @@ async def test_every_page_is_accessible_and_clean(site: Site, browser: Any) -> N
             assert bad == [], (name, lang, bad)
             await shot(page, name, lang)
         assert watch.problems == [], watch.problems
+
+        # On a phone every page fits the screen's width (wide tables scroll inside their box).
+        await page.set_viewport_size({"width": 390, "height": 844})
+        for name, path in pages.items():
+            await page.goto(path)
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, (name, lang, width)
+        assert watch.problems == [], watch.problems
         await context.close()
 
-        # The login page, and a phone-sized wallboard.
+        # The login page.
         context = await browser.new_context(base_url=site.url, locale=lang, bypass_csp=True,
                                             viewport={"width": 390, "height": 844})
         page = await context.new_page()
