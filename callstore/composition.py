@@ -62,9 +62,10 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
         return await queue_report(engine, settings, params, formats=("json", "csv"))
 
     store = LocalRecordingStore(settings.recordings_dir)
+    recordings_api = RecordingsAPI(engine, store)
     ext = Extensions(
-        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(), *RecordingsAPI(engine, store).routes(),
-                *Console(settings, engine, store).routes()],
+        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(), *recordings_api.routes(),
+                *Console(settings, engine, recordings_api).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics],
     )

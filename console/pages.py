@@ -30,10 +30,9 @@ from receiver.recordings_api import AudioResponse, RecordingsAPI
 from reports.alerts.listing import callback_list, recent_alerts
 from reports.alerts.rules import DEFAULT_RULE, FIELDS, load_rules, set_rule
 from reports.queries import InvalidParameter, QueueReportRequest, parse_request, read_queue_report, render
-from store.access_audit import AuditFilter, list_access, name_user
+from store.audit import AccessQuery, list_accesses
 from store.calls_query import call_events, call_recording, find_calls, search_calls
 from store.engine import is_unavailable
-from store.recording_store import RecordingStore
 from store.recordings import Access, find_recordings, open_access
 from store.settings import Settings
 from store.users import login_candidates, touch_login, verify_password
@@ -49,12 +48,12 @@ def _version() -> str:
 
 
 class Console:
-    def __init__(self, settings: Settings, engine: AsyncEngine, store: RecordingStore) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, audio: RecordingsAPI) -> None:
         self.settings = settings
         self.engine = engine
         self.web = Web(settings, engine, _version())
-        # Playback shares the API's streaming and audit completion.
-        self.audio = RecordingsAPI(engine, store)
+        #: Playback shares the API's storage, streaming and audit completion.
+        self.audio = audio
 
     def routes(self) -> list[BaseRoute]:
         p = self.web.page
@@ -202,8 +201,8 @@ class Console:
                 return self.web.not_found(ctx)
             events = await call_events(conn, ctx.tenant_id, call_id)
             recording = await call_recording(conn, ctx.tenant_id, call_id)
-            accesses = (await list_access(conn, AuditFilter(ctx.tenant_id, call_id=call_id, limit=50))
-                        if ctx.session.user.allows("compliance") else [])
+            accesses = (await list_accesses(conn, AccessQuery(ctx.tenant_id, call_id=call_id, limit=50)))[0] \
+                if ctx.session.user.allows("compliance") else []
         full = ctx.session.user.allows("compliance")
         return self.web.show(ctx, "call.html", call=found[0], timeline=views.timeline(events, full),
                              recording=recording, accesses=accesses, can_play=full)
@@ -247,12 +246,11 @@ class Console:
             first_byte=(byte_range.start if byte_range else 0) if serving else None,
             last_byte=(byte_range.end if byte_range else size - 1) if serving else None,
             bytes_planned=(byte_range.length if byte_range else size) if serving and request.method != "HEAD" else 0,
-            sha256=rec.sha256 if rec else None,
+            sha256=rec.sha256 if rec else None, user_name=user.username,
         )
         try:
             async with self.engine.begin() as conn:
                 access_id = await open_access(conn, access)
-                await name_user(conn, access_id, user.username)
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
@@ -307,7 +305,7 @@ class Console:
         except BadParameter as exc:
             return self.web.show(ctx, "audit.html", 400, error=str(exc), rows=[], form=dict(request.query_params))
         async with self.engine.connect() as conn:
-            rows = await list_access(conn, f)
+            rows, _ = await list_accesses(conn, f)
         if request.query_params.get("format") == "csv":
             out = io.StringIO()
             w = csv.writer(out, lineterminator="\n")

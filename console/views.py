@@ -17,7 +17,7 @@ from console.i18n import Locale
 from receiver.params import BadParameter, int_param, text_param, when_param
 from reports.alerts.rules import DEFAULT_RULE, FIELDS, QueueId
 from reports.queries import VIEWS, QueueReportRequest
-from store.access_audit import AuditFilter
+from store.audit import AccessQuery
 from store.calls_query import CallSearch, Cursor, BadCursor
 from store.phone import canonical_phone
 from store.settings import TenantSettings
@@ -200,13 +200,15 @@ def parse_rule_form(fields: Mapping[str, str]) -> tuple[QueueId | str, dict[str,
     return queue, values
 
 
-def parse_audit_filter(qp: Mapping[str, str], tenant: TenantSettings) -> AuditFilter:
+def parse_audit_filter(qp: Mapping[str, str], tenant: TenantSettings) -> AccessQuery:
     """Filters of the audit page; times without an offset are in the tenant's zone."""
     start, end = when_param(qp, "from"), when_param(qp, "to")
     start = start.replace(tzinfo=tenant.zone) if start is not None and start.tzinfo is None else start
     end = end.replace(tzinfo=tenant.zone) if end is not None and end.tzinfo is None else end
-    return AuditFilter(tenant.tenant_id, user=text_param(qp, "user", 128), call_id=text_param(qp, "call"),
-                       start=start, end=end, limit=int_param(qp, "limit", 200, 1, 1000))
+    user = text_param(qp, "user", 128)
+    return AccessQuery(tenant.tenant_id, user_name=user.strip().lower() if user else None,
+                       call_id=text_param(qp, "call"), start=start, end=end,
+                       limit=int_param(qp, "limit", 200, 1, 1000))
 
 
 def csv_cell(v: Any) -> str:

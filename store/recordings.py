@@ -48,11 +48,12 @@ async def find_recordings(conn: AsyncConnection, call_id: str, tenant: str | Non
 
 @dataclass(frozen=True)
 class Access:
-    """One access to a recording's bytes, as the audit keeps it."""
+    """One access to a recording's bytes, or one refused request for them, as the audit keeps it."""
 
     token_id: int | None
     token_name: str | None
-    tenant_id: str
+    #: None: a refused request that named no tenant callstore knows.
+    tenant_id: str | None
     call_id: str
     client_addr: str | None
     method: str
@@ -62,6 +63,8 @@ class Access:
     last_byte: int | None
     bytes_planned: int
     sha256: str | None
+    #: The console's signed-in user (API requests have a token instead).
+    user_name: str | None = None
 
 
 async def open_access(conn: AsyncConnection, access: Access) -> int:
@@ -71,9 +74,9 @@ async def open_access(conn: AsyncConnection, access: Access) -> int:
             """
             INSERT INTO callstore.recording_access
                 (token_id, token_name, tenant_id, call_id, client_addr, method, range_header, status_code,
-                 first_byte, last_byte, bytes_planned, bytes_sent, complete, sha256)
+                 first_byte, last_byte, bytes_planned, bytes_sent, complete, sha256, user_name)
             VALUES (:token_id, :token_name, :tenant_id, :call_id, :client_addr, :method, :range_header,
-                    :status_code, :first_byte, :last_byte, :bytes_planned, 0, :complete, :sha256)
+                    :status_code, :first_byte, :last_byte, :bytes_planned, 0, :complete, :sha256, :user_name)
             RETURNING id
             """
         ),
