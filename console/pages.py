@@ -10,6 +10,7 @@ import io
 import logging
 from datetime import datetime, timedelta, timezone
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,6 +39,7 @@ from store.settings import Settings
 from store.users import login_candidates, touch_login, verify_password
 
 log = logging.getLogger("callstore.console")
+STATIC = Path(__file__).parent / "static"
 
 
 def _version() -> str:
@@ -73,7 +75,7 @@ class Console:
             Route("/ui/alerts", p("reader", self.alerts), methods=["GET"]),
             Route("/ui/alerts/rules", p("admin", self.set_rules), methods=["POST"]),
             Route("/ui/audit", p("compliance", self.audit), methods=["GET"]),
-            Mount("/ui/static", StaticAssets(packages=[("console", "static")]), name="console-static"),
+            Mount("/ui/static", StaticAssets(directory=STATIC), name="console-static"),
         ]
 
     # --- login ---------------------------------------------------------------
