@@ -6,6 +6,7 @@ that /api and the command line use, and renders; none has SQL of its own.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 from datetime import datetime, timedelta, timezone
@@ -172,7 +173,7 @@ class Console:
         async with self.engine.connect() as conn:
             rows = await read_queue_report(conn, req)
         if qp.get("format") == "csv":
-            media, body = render(QueueReportRequest(**{**req.__dict__, "format": "csv"}), rows)
+            media, body = render(dataclasses.replace(req, format="csv"), rows)
             return Response(body, media_type=media, headers={
                 "Content-Disposition": f'attachment; filename="queues-{req.start.date()}-{req.interval}.csv"'})
         return self.web.show(ctx, "reports.html", error=None, form=form_values, **views.report(rows, req, ctx.locale))

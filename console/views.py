@@ -56,43 +56,40 @@ def empty_report() -> dict[str, Any]:
     return {"rows": [], "totals": [], "grand": None, "chart": {"labels": [], "series": {}}, "intervals": INTERVALS}
 
 
+def _bucket_label(r: Mapping[str, Any], interval: str, loc: Locale) -> str:
+    if interval in ("15m", "hour"):
+        return loc.when(r["bucket_start"], seconds=False)
+    return str(r["bucket_local"].strftime("%d/%m/%Y" if loc.lang == "vi" else "%Y-%m-%d"))
+
+
 def report(rows: Sequence[Mapping[str, Any]], req: QueueReportRequest, loc: Locale) -> dict[str, Any]:
-    """Bucket rows (as the CSV has them), per-queue count totals, and the charts' series."""
+    """Bucket rows (as the CSV has them), per-queue count totals, and the charts' series.
+
+    Totals are sums of counts only: a ratio over several buckets is not the
+    mean of their ratios, and the console computes no metric of its own."""
     per_queue: dict[str, dict[str, Any]] = {}
-    labels: list[str] = []
-    by_bucket: dict[str, dict[str, float]] = {}
+    labels: dict[str, int] = {}  # label -> position, in bucket order
     for r in rows:
         q = "unassigned" if r["queue_id"] is None else str(r["queue_id"])
         t = per_queue.setdefault(q, {"queue": queue_name(r, loc), **{c: 0 for c in COUNTS}})
         for c in COUNTS:
             t[c] += r[c]
-        label = loc.when(r["bucket_start"], seconds=False) if req.interval in ("15m", "hour") else \
-            r["bucket_local"].strftime("%d/%m/%Y" if loc.lang == "vi" else "%Y-%m-%d")
-        if label not in by_bucket:
-            labels.append(label)
-            by_bucket[label] = {"offered": 0, "answered": 0, "abandoned": 0, "sla": 0, "sl_base": 0}
-        b = by_bucket[label]
-        b["offered"] += r["offered"]
-        b["answered"] += r["answered"]
-        b["abandoned"] += r["abandoned"]
-    grand = {c: sum(t[c] for t in per_queue.values()) for c in COUNTS} if per_queue else None
-    sl_series: dict[str, list[float | None]] = {}
+        labels.setdefault(_bucket_label(r, req.interval, loc), len(labels))
+    volume = {k: [0] * len(labels) for k in ("offered", "answered", "abandoned")}
+    service_level: dict[str, list[float | None]] = {t["queue"]: [None] * len(labels) for t in per_queue.values()}
     for r in rows:
-        q = "unassigned" if r["queue_id"] is None else str(r["queue_id"])
-        sl_series.setdefault(q, [None] * len(labels))
-    for r in rows:
-        q = "unassigned" if r["queue_id"] is None else str(r["queue_id"])
-        label = loc.when(r["bucket_start"], seconds=False) if req.interval in ("15m", "hour") else \
-            r["bucket_local"].strftime("%d/%m/%Y" if loc.lang == "vi" else "%Y-%m-%d")
+        i = labels[_bucket_label(r, req.interval, loc)]
+        for k in volume:
+            volume[k][i] += r[k]
         v = r["service_level"]
-        sl_series[q][labels.index(label)] = None if v is None else round(100 * v, 1)
+        service_level[queue_name(r, loc)][i] = None if v is None else round(100 * v, 1)
     chart = {
-        "labels": labels,
-        "series": {k: [by_bucket[lb][k] for lb in labels] for k in ("offered", "answered", "abandoned")},
-        "names": {k: loc.gettext(f"metric.{k}") for k in ("offered", "answered", "abandoned")},
-        "service_level": {per_queue[q]["queue"]: s for q, s in sl_series.items()},
-        "sl_title": loc.gettext("metric.service_level"),
+        "labels": list(labels),
+        "series": volume,
+        "names": {k: loc.gettext(f"metric.{k}") for k in volume},
+        "service_level": service_level,
     }
+    grand = {c: sum(t[c] for t in per_queue.values()) for c in COUNTS} if per_queue else None
     return {"rows": rows, "totals": list(per_queue.values()), "grand": grand, "chart": chart, "intervals": INTERVALS}
 
 
