@@ -106,6 +106,11 @@ async def test_tenants_roles_and_recording_audit(site: Site, engine: AsyncEngine
         assert call not in (await other.get("/ui/calls")).text
         assert (await officer.get(f"/ui/calls/{site.other_tenant_call}")).status_code == 404
 
+        # Nor do its queues, figures or alerts.
+        for page in ("/ui/", "/ui/reports", "/ui/alerts"):
+            mine, theirs = (await officer.get(page)).text, (await other.get(page)).text
+            assert "Support" in mine and "Support" not in theirs, page
+
         audit = await officer.get(f"/ui/audit?call={call}&format=csv")
         assert audit.status_code == 200 and audit.headers["content-type"].startswith("text/csv")
     async with engine.connect() as conn:
