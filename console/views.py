@@ -93,6 +93,16 @@ def report(rows: Sequence[Mapping[str, Any]], req: QueueReportRequest, loc: Loca
     return {"rows": rows, "totals": list(per_queue.values()), "grand": grand, "chart": chart, "intervals": INTERVALS}
 
 
+def check_report_params(params: Mapping[str, str | None]) -> None:
+    """Refuse (BadParameter) what the report parser would pass on to the
+    database as an error: years far out of range, queue ids past bigint."""
+    present = {k: v for k, v in params.items() if v is not None}
+    when_param(present, "from")
+    when_param(present, "to")
+    if present.get("queue") not in (None, "unassigned"):
+        int_param(present, "queue", 0, 0, 2**63 - 1)
+
+
 def parse_call_search(qp: Mapping[str, str], tenant: TenantSettings) -> CallSearch:
     """The calls page's filters (names as in the URL: from, to, phone, agent,
     queue, direction, outcome, recording, cursor), within the user's tenant."""
