@@ -8,6 +8,7 @@ COPY receiver receiver
 COPY sync sync
 COPY reports reports
 COPY callstore callstore
+COPY console console
 COPY migrations migrations
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from console.pages import Console
 from receiver.app import Extensions
 from receiver.audit import OPENAPI_PATHS as AUDIT_PATHS
 from receiver.audit import AuditAPI, RefusalAudit
@@ -75,9 +76,10 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
 
     store = LocalRecordingStore(settings.recordings_dir)
     audit = RefusalAudit(engine, [t.tenant_id for t in settings.tenants])
+    recordings_api = RecordingsAPI(engine, store, audit)
     ext = Extensions(
-        routes=[*report_routes(queues, agents), *CallsAPI(engine, settings).routes(),
-                *RecordingsAPI(engine, store, audit).routes(), *AuditAPI(engine, settings).routes()],
+        routes=[*report_routes(queues, agents), *CallsAPI(engine, settings).routes(), *recordings_api.routes(),
+                *AuditAPI(engine, settings).routes(), *Console(settings, engine, recordings_api).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS, **AUDIT_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics, archive_metrics],
         on_refused=audit.middleware_refused,

@@ -73,6 +73,10 @@ class CallSearch:
     status: str | None = None
     transaction_id: str | None = None
     tenant: str | None = None
+    #: inbound or outbound.
+    direction: str | None = None
+    #: True: only calls with a stored recording; False: only calls without one.
+    has_recording: bool | None = None
     limit: int = DEFAULT_LIMIT
     after: Cursor | None = None
 
@@ -132,6 +136,11 @@ def search_sql(q: CallSearch) -> tuple[str, dict[str, Any]]:
     if q.tenant is not None:
         params["tenant"] = q.tenant
         where.append("a.tenant_id = CAST(:tenant AS text)")
+    if q.direction is not None:
+        params["direction"] = q.direction
+        where.append("a.direction = CAST(:direction AS text)")
+    if q.has_recording is not None:
+        where.append(("" if q.has_recording else "NOT ") + "coalesce(a.recording_status = 'stored', false)")
     if q.after is not None:
         params.update(c_at=q.after.started_at.isoformat() if q.after.started_at else "-infinity",
                       c_tenant=q.after.tenant_id, c_call=q.after.call_id)

@@ -248,7 +248,8 @@ def settings_secrets(settings: object) -> list[str]:
         out.extend(t.webhook_keys)
         if t.api_key:
             out.append(t.api_key)
-    for secret in (settings.alert_webhook_secret, settings.alert_slack_url, settings.metrics_token):
+    for secret in (settings.alert_webhook_secret, settings.alert_slack_url, settings.metrics_token,
+                   settings.session_secret):
         if secret:
             out.append(secret)
     if settings.alert_webhook_url:

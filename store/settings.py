@@ -143,6 +143,8 @@ class Settings:
     #: How long a claimed recording belongs to one run (renewed while it works):
     #: after a crash or an outage, claimed recordings are retried this soon.
     recordings_lease_s: int = 120
+    #: Key that signs the console's session cookies; None: generated once and kept in the database.
+    session_secret: str | None = field(default=None, repr=False)
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -287,6 +289,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         trusted_proxies=_proxies(get("CALLSTORE_TRUSTED_PROXIES")),
         metrics_token=_secret("CALLSTORE_METRICS_TOKEN", get("CALLSTORE_METRICS_TOKEN")),
         recordings_lease_s=_int("CALLSTORE_RECORDINGS_LEASE", get("CALLSTORE_RECORDINGS_LEASE"), 120, lo=3, hi=120),
+        session_secret=_session_secret(get("CALLSTORE_SESSION_SECRET")),
     )
 
 
@@ -308,6 +311,12 @@ def _proxies(value: str | None) -> tuple[str, ...]:
 def _secret(name: str, value: str | None) -> str | None:
     if value is not None and (len(value) < 16 or any(c.isspace() for c in value)):
         raise ConfigError(name, "must be at least 16 characters without spaces, e.g. from `openssl rand -hex 32`")
+    return value
+
+
+def _session_secret(value: str | None) -> str | None:
+    if value is not None and len(value) < 32:
+        raise ConfigError("CALLSTORE_SESSION_SECRET", "must be at least 32 characters (e.g. `openssl rand -hex 32`)")
     return value
 
 

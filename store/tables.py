@@ -532,3 +532,50 @@ agent_dirty = Table(
 
 # One agent-day's recompute reads only that agent's calls of that day.
 Index("calls_agent_started", calls.c.tenant_id, calls.c.agent, calls.c.started_at)
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("username", Text, CheckConstraint("username <> '' AND length(username) <= 128 AND username = lower(username)"),
+           nullable=False),
+    Column("role", Text, CheckConstraint("role IN ('reader', 'compliance', 'admin')"), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", TZ, nullable=False, server_default=NOW),
+    Column("password_changed_at", TZ, nullable=False, server_default=NOW),
+    Column("last_login_at", TZ),
+    Index("users_name", "tenant_id", "username", unique=True),
+    Index("users_login", "username"),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", Text, primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("csrf_token", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=NOW),
+    Column("last_seen_at", TZ, nullable=False, server_default=NOW),
+    Index("console_sessions_user", "user_id"),
+)
+
+console_logins = Table(
+    "console_logins",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("at", TZ, nullable=False, server_default=NOW),
+    Column("username", Text, nullable=False),
+    Column("client_addr", Text),
+    Column("ok", Boolean, nullable=False),
+    Index("console_logins_user", "username", "at"),
+    Index("console_logins_addr", "client_addr", "at"),
+)
+
+console_secrets = Table(
+    "console_secrets",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=NOW),
+)

@@ -70,3 +70,25 @@ async def test_tokens_lifecycle_and_api_guard(db_url: str, engine, tmp_path: Pat
     async with engine.connect() as conn:
         stored = (await conn.execute(text("SELECT token_hash FROM callstore.api_tokens"))).scalar_one()
     assert token not in stored and len(stored) == 64
+
+
+async def test_users_lifecycle(db_url: str, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    env = {"DATABASE_URL": db_url, "PW": "a long enough password", "PW2": "another long password"}
+    made = run("users", "create", "--role", "compliance", "--name", "Lan.Nguyen", "--password-env", "PW", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "a long enough password" not in made.stdout + made.stderr
+    again = run("users", "create", "--role", "reader", "--name", "lan.nguyen", "--password-env", "PW", env=env, cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.startswith("callstore: error: --name:")
+    short = run("users", "create", "--role", "reader", "--name", "x", "--password-env", "NOPE", env=env, cwd=tmp_path)
+    assert short.returncode == 2 and "--password-env" in short.stderr and len(short.stderr.splitlines()) == 1
+    listed = run("users", "list", env=env, cwd=tmp_path)
+    assert "lan.nguyen" in listed.stdout and "compliance" in listed.stdout and "active" in listed.stdout
+    assert run("users", "reset-password", "--name", "LAN.NGUYEN", "--password-env", "PW2", env=env, cwd=tmp_path).returncode == 0
+    assert run("users", "disable", "--name", "lan.nguyen", env=env, cwd=tmp_path).returncode == 0
+    assert "disabled" in run("users", "list", env=env, cwd=tmp_path).stdout
+    assert run("users", "disable", "--name", "ghost", env=env, cwd=tmp_path).returncode == 2
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text("SELECT password_hash FROM callstore.users"))).scalar_one()
+    assert stored.startswith("scrypt$") and "another long password" not in stored
