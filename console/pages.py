@@ -31,7 +31,8 @@ from receiver.params import BadParameter
 from receiver.recordings_api import AudioResponse, RecordingsAPI
 from reports.alerts.listing import callback_list, recent_alerts
 from reports.alerts.rules import DEFAULT_RULE, FIELDS, load_rules, set_rule
-from reports.queries import InvalidParameter, QueueReportRequest, parse_request, read_queue_report, render
+from reports.queries import (InvalidParameter, QueueReportRequest, parse_request, read_queue_report, render,
+                             resolve_queue)
 from store.audit import AccessQuery, list_accesses
 from store.calls_query import call_events, call_recording, find_calls, search_calls
 from store.engine import is_unavailable
@@ -142,9 +143,9 @@ class Console:
         zone = ctx.tenant.zone
         start = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
         end = (start + timedelta(days=1, hours=2)).replace(hour=0)  # the next local midnight, DST or not
-        req = QueueReportRequest(ctx.tenant_id, start, end, "day", None, "json")
+        req = QueueReportRequest(ctx.tenant_id, zone, start, end, "day", None, "json")
         async with self.engine.connect() as conn:
-            rows = await read_queue_report(conn, req)
+            rows = await read_queue_report(conn, req, None)
             alerts = [a for a in await recent_alerts(conn, ctx.tenant_id, 20) if a["state"] == "firing"]
         firing = {a["queue_id"] for a in alerts}
         return {"tiles": views.tiles(rows, ctx.locale, firing), "alerts": alerts, "day": start}
@@ -173,10 +174,14 @@ class Console:
             req = parse_request(params, self.settings, formats=("json",))
         except (InvalidParameter, BadParameter) as exc:
             return self.web.show(ctx, "reports.html", 400, error=str(exc), form=form_values, **views.empty_report())
-        async with self.engine.connect() as conn:
-            rows = await read_queue_report(conn, req)
+        try:
+            async with self.engine.connect() as conn:
+                queue = await resolve_queue(conn, req.tenant_id, req.queue)
+                rows = await read_queue_report(conn, req, queue)
+        except InvalidParameter as exc:
+            return self.web.show(ctx, "reports.html", 400, error=str(exc), form=form_values, **views.empty_report())
         if qp.get("format") == "csv":
-            media, body = render(dataclasses.replace(req, format="csv"), rows)
+            media, body = render(dataclasses.replace(req, format="csv"), queue, rows)
             return Response(body, media_type=media, headers={
                 "Content-Disposition": f'attachment; filename="queues-{req.start.date()}-{req.interval}.csv"'})
         return self.web.show(ctx, "reports.html", error=None, form=form_values, **views.report(rows, req, ctx.locale))

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from console.i18n import Locale
 from receiver.params import BadParameter, int_param, text_param, when_param
 from reports.alerts.rules import DEFAULT_RULE, FIELDS, QueueId
+from receiver.reports_api import check_report_params as api_check
 from reports.queries import VIEWS, QueueReportRequest
 from store.audit import AccessQuery
 from store.calls_query import CallSearch, Cursor, BadCursor
@@ -95,12 +96,8 @@ def report(rows: Sequence[Mapping[str, Any]], req: QueueReportRequest, loc: Loca
 
 def check_report_params(params: Mapping[str, str | None]) -> None:
     """Refuse (BadParameter) what the report parser would pass on to the
-    database as an error: years far out of range, queue ids past bigint."""
-    present = {k: v for k, v in params.items() if v is not None}
-    when_param(present, "from")
-    when_param(present, "to")
-    if present.get("queue") not in (None, "unassigned"):
-        int_param(present, "queue", 0, 0, 2**63 - 1)
+    database as an error, as `/api/reports/queues` does."""
+    api_check({k: v for k, v in params.items() if v is not None})
 
 
 def parse_call_search(qp: Mapping[str, str], tenant: TenantSettings) -> CallSearch:
