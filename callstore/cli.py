@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from callstore.commands import alerts, backfill, fake, queues, recordings, report, serve, tokens
+from callstore.commands import alerts, backfill, campaigns, fake, queues, recordings, report, serve, tokens
 from callstore.runtime import UsageError, run_command
 
 #: Each module adds its subcommands with `register(subparsers)`.
-COMMANDS = [serve, tokens, fake, backfill, queues, recordings, report, alerts]
+COMMANDS = [serve, tokens, fake, backfill, queues, campaigns, recordings, report, alerts]
 
 
 class _Parser(argparse.ArgumentParser):

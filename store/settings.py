@@ -38,6 +38,12 @@ class TenantSettings:
     media_url: str | None = None
     media_hosts: tuple[str, ...] = ()
     country_code: str = DEFAULT_COUNTRY_CODE
+    #: Outbound campaigns followed without `callstore campaigns add`.
+    campaign_ids: tuple[int, ...] = ()
+    #: Contact names are personal data: stored only when the tenant asks for it.
+    store_contact_names: bool = False
+    #: How the BI role sees campaign contacts' numbers: masked (last three digits), full or hidden.
+    bi_phone_numbers: str = "masked"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -79,6 +85,7 @@ class Settings:
     recordings_rate: float = 10.0
     recordings_max_attempts: int = 8
     recordings_interval_s: int = 60
+    campaigns_interval_s: int = 900
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -141,6 +148,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
                     "media_url": get("ALOHUB_MEDIA_URL"),
                     "media_hosts": get("ALOHUB_MEDIA_HOSTS"),
                     "country_code": get("ALOHUB_COUNTRY_CODE"),
+                    "campaign_ids": get("ALOHUB_CAMPAIGN_IDS"),
+                    "store_contact_names": get("ALOHUB_STORE_CONTACT_NAMES"),
+                    "bi_phone_numbers": get("ALOHUB_BI_PHONE_NUMBERS"),
                 },
             ),
         )
@@ -188,6 +198,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         recordings_rate=float(_int("CALLSTORE_RECORDINGS_RATE", get("CALLSTORE_RECORDINGS_RATE"), 10, lo=0, hi=10000)),
         recordings_max_attempts=_int("CALLSTORE_RECORDINGS_MAX_ATTEMPTS", get("CALLSTORE_RECORDINGS_MAX_ATTEMPTS"), 8, lo=1, hi=100),
         recordings_interval_s=_int("CALLSTORE_RECORDINGS_INTERVAL", get("CALLSTORE_RECORDINGS_INTERVAL"), 60, lo=5),
+        campaigns_interval_s=_int("CALLSTORE_CAMPAIGNS_INTERVAL", get("CALLSTORE_CAMPAIGNS_INTERVAL"), 900, lo=60),
     )
 
 
@@ -226,7 +237,7 @@ def _tenants_from_file(path: Path) -> tuple[TenantSettings, ...]:
             raise ConfigError(name, f"[tenants.{tenant_id}] must be a table")
         unknown = set(values) - {
             "webhook_keys", "api_url", "xapi_url", "api_key", "tenant_id", "timezone",
-            "media_url", "media_hosts", "country_code",
+            "media_url", "media_hosts", "country_code", "campaign_ids", "store_contact_names", "bi_phone_numbers",
         }
         if unknown:
             raise ConfigError(name, f"[tenants.{tenant_id}] has unknown key {sorted(unknown)[0]!r}")
@@ -274,6 +285,14 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
     if not cc.isdigit() or not 1 <= len(cc) <= 3:
         raise ConfigError(name("country_code"), "must be 1-3 digits, e.g. 84")
     alohub_tenant = raw.get("tenant_id")
+    campaign_ids = tuple(dict.fromkeys(_campaign_id(name("campaign_ids"), v)
+                                       for v in _ids(name("campaign_ids"), raw.get("campaign_ids"))))
+    store_names = raw.get("store_contact_names")
+    if not isinstance(store_names, bool):
+        store_names = _bool(name("store_contact_names"), store_names, False)  # type: ignore[arg-type]
+    bi_phones = str(raw.get("bi_phone_numbers") or "masked").lower()
+    if bi_phones not in ("masked", "full", "hidden"):
+        raise ConfigError(name("bi_phone_numbers"), "must be masked, full or hidden")
     return TenantSettings(
         tenant_id=tenant_id,
         webhook_keys=tuple(keys),
@@ -285,6 +304,9 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         media_url=media_url,
         media_hosts=tuple(dict.fromkeys(h.lower() for h in hosts)),
         country_code=cc,
+        campaign_ids=campaign_ids,
+        store_contact_names=store_names,
+        bi_phone_numbers=bi_phones,
     )
 
 
@@ -310,6 +332,20 @@ def _list(name: str, value: object) -> list[str]:
     else:
         raise ConfigError(name, "must be a comma-separated string or a list of strings")
     return [v for v in items if v]
+
+
+def _ids(name: str, value: object) -> list[object]:
+    if isinstance(value, list):
+        return value
+    return list(_list(name, value))
+
+
+def _campaign_id(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    raise ConfigError(name, f"{value!r} is not a campaign id (a positive whole number)")
 
 
 def _url(name: str, value: object) -> str | None:

@@ -456,3 +456,70 @@ recording_access = Table(
     Index("recording_access_call", "tenant_id", "call_id", "accessed_at"),
     Index("recording_access_time", "accessed_at"),
 )
+
+# -- outbound campaigns (sync/campaigns.py) -------------------------------------
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("name", Text),
+    Column("added_by", Text, CheckConstraint("added_by IN ('cli', 'config')"), nullable=False),
+    Column("added_at", TZ, nullable=False, server_default=NOW),
+    Column("first_synced_at", TZ),
+    Column("last_synced_at", TZ),
+    Column("last_error", Text),
+    Column("last_error_at", TZ),
+    Column("removed_at", TZ),
+    PrimaryKeyConstraint("tenant_id", "campaign_id"),
+)
+
+
+
+campaign_lists = Table(
+    "campaign_lists",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("list_id", BigInteger, nullable=False),
+    Column("name", Text),
+    Column("contact_count", Integer),
+    Column("first_seen_at", TZ, nullable=False),
+    Column("last_seen_at", TZ, nullable=False),
+    Column("removed_at", TZ),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "list_id"),
+)
+
+campaign_contacts = Table(
+    "campaign_contacts",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("list_id", BigInteger, nullable=False),
+    Column("customer_id", BigInteger),
+    Column("phone_number", Text, nullable=False),
+    Column("phone_canonical", Text),
+    Column("name", Text),
+    Column("process_status", SmallInteger),
+    Column("call_status", Text),
+    Column("first_seen_at", TZ, nullable=False),
+    Column("last_seen_at", TZ, nullable=False),
+    Column("removed_at", TZ),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "contact_id"),
+    Index("campaign_contacts_phone", "tenant_id", "phone_canonical"),
+)
+
+campaign_contact_changes = Table(
+    "campaign_contact_changes",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("seen_at", TZ, nullable=False),
+    Column("process_status", SmallInteger),
+    Column("call_status", Text),
+    Column("removed", Boolean, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "contact_id", "seen_at"),
+)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sync.fake.campaigns import Campaigns
 from sync.fake.faults import Faults
 from sync.fake.history import DEFAULT_QUEUES, DEFAULT_TZ, FakeCall, FakeQueue, generate_calls
 from sync.fake.index import CallIndex
@@ -39,6 +40,7 @@ class FakeState:
     max_limit: int = DEFAULT_MAX_LIMIT
     tenant_limit: int = 0
     route_limit: int = 0
+    campaigns: Campaigns = field(default_factory=Campaigns)
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
     limiter: RateLimiter = field(default_factory=RateLimiter)
