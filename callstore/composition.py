@@ -20,6 +20,7 @@ from receiver.reports_api import OPENAPI_PATHS as REPORTS_OPENAPI
 from receiver.reports_api import report_routes
 from receiver.spool import Spool
 from reports.alerts.job import alerts_job
+from reports import campaigns as campaign_rollups
 from reports.alerts.metrics import alert_metrics
 from reports.queries import queue_report
 from reports.rollups import refresh_job
@@ -38,6 +39,7 @@ def build_jobs(settings: Settings) -> list[Job]:
     jobs: list[Job] = [
         alerts_job(settings),
         Job("rollups", refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
+        Job("campaign-rollups", campaign_rollups.refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
         Job("recordings", recordings.run_job, settings.recordings_interval_s,
             disabled_reason=recordings.media_disabled_reason(settings)),
     ]

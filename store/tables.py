@@ -38,6 +38,8 @@ tenants = Table(
     Column("timezone", Text, nullable=False),
     Column("created_at", TZ, nullable=False, server_default=NOW),
     Column("updated_at", TZ, nullable=False, server_default=NOW),
+    Column("bi_phone_numbers", Text, CheckConstraint("bi_phone_numbers IN ('masked', 'full', 'hidden')"),
+           nullable=False, server_default=text("'masked'")),
 )
 
 raw_events = Table(
@@ -522,4 +524,52 @@ campaign_contact_changes = Table(
     Column("call_status", Text),
     Column("removed", Boolean, nullable=False),
     PrimaryKeyConstraint("tenant_id", "campaign_id", "contact_id", "seen_at"),
+)
+
+campaign_dirty = Table(
+    "campaign_dirty",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("phone", Text, nullable=False),
+)
+
+campaign_attempts = Table(
+    "campaign_attempts",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("call_id", Text, nullable=False),
+    Column("phone", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("started_at", TZ, nullable=False),
+    Column("local_date", Date, nullable=False),
+    Column("answered", Boolean, nullable=False),
+    Column("ended", Boolean, nullable=False),
+    Column("talk_seconds", Integer),
+    Column("candidates", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "call_id"),
+    Index("campaign_attempts_phone", "tenant_id", "phone"),
+    Index("campaign_attempts_contact", "tenant_id", "campaign_id", "contact_id", "started_at"),
+    Index("campaign_attempts_day", "tenant_id", "campaign_id", "local_date"),
+)
+
+campaign_rollup_daily = Table(
+    "campaign_rollup_daily",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("local_date", Date, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("contacts_dialled", Integer, nullable=False),
+    Column("connected_contacts", Integer, nullable=False),
+    Column("talk_count", Integer, nullable=False),
+    Column("talk_sum", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "local_date"),
+)
+
+campaign_refresh = Table(
+    "campaign_refresh",
+    metadata,
+    Column("id", SmallInteger, CheckConstraint("id = 1"), primary_key=True, autoincrement=False),
+    Column("refreshed_at", TZ),
 )

@@ -201,6 +201,18 @@ _CONTACTS = text(
         UNION ALL
         SELECT s.contact_id, s.process_status, s.call_status, true, false
         FROM stored s WHERE s.removed_at IS NULL AND s.contact_id NOT IN (SELECT contact_id FROM incoming)
+    ), dirty AS (
+        -- numbers whose attribution may change: new, re-listed, renumbered or removed contacts
+        INSERT INTO callstore.campaign_dirty (tenant_id, phone)
+        SELECT DISTINCT :t, p FROM (
+            SELECT i.phone_canonical AS p FROM incoming i LEFT JOIN stored s USING (contact_id)
+            WHERE s.contact_id IS NULL OR s.removed_at IS NOT NULL
+               OR s.phone_canonical IS DISTINCT FROM i.phone_canonical
+            UNION ALL
+            SELECT s.phone_canonical FROM stored s LEFT JOIN incoming i USING (contact_id)
+            WHERE (i.contact_id IS NULL AND s.removed_at IS NULL)
+               OR (i.contact_id IS NOT NULL AND s.phone_canonical IS DISTINCT FROM i.phone_canonical)
+        ) x WHERE p IS NOT NULL
     ), history AS (
         INSERT INTO callstore.campaign_contact_changes
             (tenant_id, campaign_id, contact_id, seen_at, process_status, call_status, removed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from callstore.runtime import UsageError, database, run_async
+from reports.campaigns import ambiguous_attempts, refresh_campaigns
 from store.errors import ConfigError
 from store.settings import Settings, TenantSettings
 from sync.campaigns import add_campaign, list_campaigns, remove_campaign, sync_all
@@ -107,6 +108,11 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
         async with database(settings) as engine:
             out = await sync_all(engine, settings, tenant_ids=[t.tenant_id for t in tenants],
                                  campaign_ids=args.campaign)
+            # Attribute the calls of new and removed contacts now, so the summary is current.
+            async with engine.begin() as conn:
+                await refresh_campaigns(conn)
+            async with engine.connect() as conn:
+                ambiguous = {t: await ambiguous_attempts(conn, t) for t in out}
         failed = 0
         for tenant_id, summary in out.items():
             print(summary.sentence(tenant_id))
@@ -114,6 +120,9 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
                 print("  " + change.sentence())
             for cid, reason in summary.failed.items():
                 print(f"  campaign {cid}: not synced: {reason}")
+            for cid, n in ambiguous[tenant_id].items():
+                print(f"  campaign {cid}: {n} calls could belong to more than one contact; "
+                      "attributed by the documented rule")
             failed += len(summary.failed)
         return 1 if failed else 0
 

@@ -21,10 +21,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from sync.fake.history import AGENTS, FakeCall
 from sync.fake.responses import JSONResponse, envelope, failure
 
 DEFAULT_CONTACT_PAGE_SIZE = 20
@@ -151,6 +154,79 @@ def generate_campaigns(rng: random.Random, phones: list[str], *, campaigns: int 
     for i, phone in enumerate(pool):
         state.add_contact(lists[i % len(lists)], phone, None)
     return state
+
+
+def dial(data: Campaigns, rng: random.Random, start: datetime, end: datetime, tz: str, *,
+         in_progress: float = 0.05) -> list[FakeCall]:
+    """Outbound calls that dial the campaigns' contacts, and the contacts' statuses they leave.
+
+    Each contact gets 0 to 3 attempts (some none at all) between `start` and
+    `end`, a few minutes to hours apart; the customer's number is the
+    contact's, in `caller_number` as Alohub puts it in both directions. A
+    contact whose last attempt is still going is `processStatus` 1, one with
+    ended attempts 2 (processed), one never dialled stays 0. `callStatus` is the
+    last attempt's `call_status`.
+    """
+    zone = ZoneInfo(tz)
+    first = start if start.tzinfo else start.replace(tzinfo=zone)
+    last = end if end.tzinfo else end.replace(tzinfo=zone)
+    span = int((last - first).total_seconds())
+    calls: list[FakeCall] = []
+    for camp in data.campaigns.values():
+        for contact in camp.contacts():
+            attempts = rng.choices((0, 1, 2, 3), weights=(3, 4, 2, 1))[0]
+            at = first + timedelta(seconds=rng.randrange(max(1, span // 2)))
+            for n in range(attempts):
+                if at >= last:
+                    break
+                final = n == attempts - 1 or at + timedelta(hours=6) >= last
+                call = _attempt(rng, camp.campaign_id, contact, at, zone,
+                                ongoing=final and rng.random() < in_progress)
+                calls.append(call)
+                contact.process_status = 1 if call.endtime == "" else 2
+                contact.call_status = call.call_status
+                if final:
+                    break
+                at += timedelta(minutes=rng.randint(10, 360))
+    calls.sort(key=lambda c: (c.starttime, c.call_id))
+    return calls
+
+
+def _attempt(rng: random.Random, campaign_id: int, contact: FakeContact, started: datetime, zone: ZoneInfo, *,
+             ongoing: bool) -> FakeCall:
+    r = rng.random()
+    answered = r < 0.55
+    status = "answered" if answered else ("missed" if r < 0.9 else "busy")
+    ring = rng.randint(3, 30) if answered else rng.randint(5, 45)
+    talk = max(5, min(1800, int(rng.expovariate(1 / 150)))) if answered else 0
+    if ongoing and not answered:
+        status = "ringing"
+    agent, extension = rng.choice(AGENTS)
+    answer_at = started + timedelta(seconds=ring)
+    end_at = answer_at + timedelta(seconds=talk)
+
+    def local(moment: datetime) -> str:
+        return moment.astimezone(zone).replace(tzinfo=None).isoformat(" ", "seconds")
+
+    starttime = local(started)
+    return FakeCall(
+        call_id=f"{starttime.replace('-', '').replace(' ', '').replace(':', '')}-C{campaign_id}-{contact.contact_id}",
+        source="ipcc",
+        direction="OUTBOUND",
+        call_status=status,
+        starttime=starttime,
+        answertime=local(answer_at) if answered else "",
+        endtime="" if ongoing else local(end_at),
+        hangup_by="" if ongoing else ("customer" if rng.random() < 0.5 else "agent"),
+        hotline="",
+        caller_number=contact.phone_number,
+        destination_number=extension,
+        agent=agent,
+        transactionId="",
+        total_duration="" if ongoing else str(int((end_at - started).total_seconds())),
+        holding_duration="" if ongoing else "0",
+        recording_url="",
+    )
 
 
 class InvalidInput(ValueError):
