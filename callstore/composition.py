@@ -22,6 +22,7 @@ from receiver.spool import Spool
 from reports.alerts.job import alerts_job
 from reports import campaigns as campaign_rollups
 from reports.alerts.metrics import alert_metrics
+from reports.campaign_report import campaign_report
 from reports.queries import queue_report
 from reports.rollups import refresh_job
 from store.jobs import Job
@@ -62,9 +63,12 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
     async def queues(params: Mapping[str, str]) -> tuple[str, bytes]:
         return await queue_report(engine, settings, params, formats=("json", "csv"))
 
+    async def campaigns(params: Mapping[str, str]) -> tuple[str, bytes]:
+        return await campaign_report(engine, settings, params, formats=("json", "csv"))
+
     store = LocalRecordingStore(settings.recordings_dir)
     ext = Extensions(
-        routes=[*report_routes(queues), *CallsAPI(engine, settings).routes(), *RecordingsAPI(engine, store).routes()],
+        routes=[*report_routes(queues, campaigns), *CallsAPI(engine, settings).routes(), *RecordingsAPI(engine, store).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics],
     )

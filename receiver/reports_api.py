@@ -1,4 +1,4 @@
-"""`GET /api/reports/queues` (reader token): queue figures as JSON or CSV.
+"""`GET /api/reports/queues` and `/api/reports/campaigns` (reader token): figures as JSON or CSV.
 
 The report itself is given by the command line (reports/ owns the SQL); this
 module only authenticates, hands over the query parameters and answers.
@@ -21,16 +21,21 @@ from receiver.openapi import error_responses
 QueueReport = Callable[[Mapping[str, str]], Awaitable[tuple[str, bytes]]]
 
 
-def report_routes(queue_report: QueueReport) -> list[BaseRoute]:
-    async def queues(request: Request) -> Response:
-        require(request, "reader")
-        try:
-            media_type, body = await queue_report(dict(request.query_params))
-        except ValueError as exc:
-            return error(400, str(exc))
-        return Response(body, media_type=media_type)
+def report_routes(queue_report: QueueReport, campaign_report: QueueReport | None = None) -> list[BaseRoute]:
+    def endpoint(report: QueueReport) -> Callable[[Request], Awaitable[Response]]:
+        async def answer(request: Request) -> Response:
+            require(request, "reader")
+            try:
+                media_type, body = await report(dict(request.query_params))
+            except ValueError as exc:
+                return error(400, str(exc))
+            return Response(body, media_type=media_type)
+        return answer
 
-    return [Route("/api/reports/queues", queues, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/api/reports/queues", endpoint(queue_report), methods=["GET"])]
+    if campaign_report is not None:
+        routes.append(Route("/api/reports/campaigns", endpoint(campaign_report), methods=["GET"]))
+    return routes
 
 
 def _param(name: str, description: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
@@ -64,5 +69,29 @@ OPENAPI_PATHS: dict[str, Any] = {
                 **error_responses(400, 401, 403),
             },
         }
-    }
+    },
+    "/api/reports/campaigns": {
+        "get": {
+            "summary": "Outbound campaign figures per campaign and local day",
+            "description": "Reads analytics.campaign_daily. Days are the tenant's local days; `to` is exclusive.",
+            "security": [{"bearer": []}],
+            "parameters": [
+                _param("from", "first local day, ISO 8601 date", {"type": "string", "pattern": _ISO}, True),
+                _param("to", "end day (exclusive), ISO 8601 date; default tomorrow",
+                       {"type": "string", "pattern": _ISO}),
+                _param("campaign", "campaign id; default every followed campaign",
+                       {"type": "string", "pattern": r"^[0-9]{1,18}$"}),
+                _param("tenant", "tenant id; required when several are configured", {"type": "string"}),
+                _param("format", "response format", {"type": "string", "enum": ["json", "csv"], "default": "json"}),
+            ],
+            "responses": {
+                "200": {
+                    "description": "one row per campaign and local day",
+                    "content": {"application/json": {"schema": {"type": "object"}},
+                                "text/csv": {"schema": {"type": "string"}}},
+                },
+                **error_responses(400, 401, 403),
+            },
+        }
+    },
 }

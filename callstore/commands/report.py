@@ -7,6 +7,8 @@ import sys
 
 from callstore.runtime import UsageError, database, parse_when, run_async
 from reports.bi_role import ensure_bi_role, valid_role_name
+from reports.campaign_report import campaign_report
+from reports.campaigns import rebuild_campaigns
 from reports.queries import FORMATS, InvalidParameter, queue_report
 from reports.rollups import rebuild_rollups, refresh_rollups
 from reports.thresholds import list_thresholds, set_thresholds
@@ -26,6 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--format", choices=FORMATS, default="table")
     q.set_defaults(func=_queues)
 
+    c = rsub.add_parser("campaigns", help="outbound campaign figures per campaign and local day")
+    c.add_argument("--from", dest="from_", required=True, help="first local day, ISO 8601 date")
+    c.add_argument("--to", help="exclusive end day (default: tomorrow)")
+    c.add_argument("--campaign", help="one campaign id (default all followed)")
+    c.add_argument("--tenant", help="tenant id (required when several are configured)")
+    c.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    c.set_defaults(func=_campaigns)
+
     t = rsub.add_parser("thresholds", help="per-queue sla_seconds / short_abandon_seconds (versioned)")
     tsub = t.add_subparsers(dest="thresholds_command", required=True)
     s = tsub.add_parser("set", help="record a new version; history is recomputed")
@@ -40,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls.add_argument("--tenant")
     ls.set_defaults(func=_thresholds_list)
 
-    rb = rsub.add_parser("rebuild", help="recompute every rollup from callstore.calls")
+    rb = rsub.add_parser("rebuild", help="recompute every rollup (queues and campaigns) from callstore.calls")
     rb.set_defaults(func=_rebuild)
     rf = rsub.add_parser("refresh", help="recompute the buckets of calls changed since the last refresh")
     rf.set_defaults(func=_refresh)
@@ -78,6 +88,24 @@ def _queues(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> bytes:
         async with database(settings) as engine:
             return (await queue_report(engine, settings, params))[1]
+
+    try:
+        body = run_async(go())
+    except InvalidParameter as exc:
+        raise UsageError(f"--{exc}") from None
+    sys.stdout.write(body.decode())
+    if args.format == "json":
+        sys.stdout.write("\n")
+    return 0
+
+
+def _campaigns(args: argparse.Namespace, settings: Settings) -> int:
+    params = {"from": args.from_, "to": args.to, "campaign": args.campaign, "tenant": args.tenant,
+              "format": args.format}
+
+    async def go() -> bytes:
+        async with database(settings) as engine:
+            return (await campaign_report(engine, settings, params))[1]
 
     try:
         body = run_async(go())
@@ -136,7 +164,8 @@ def _thresholds_list(args: argparse.Namespace, settings: Settings) -> int:
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> float:
         async with database(settings) as engine, engine.begin() as conn:
-            return await rebuild_rollups(conn)
+            seconds = await rebuild_rollups(conn)
+            return seconds + (await rebuild_campaigns(conn)).seconds
 
     print(f"rollups rebuilt in {run_async(go()):.1f} s")
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sync.fake.campaigns import Campaigns
+from sync.fake.campaigns import Campaigns, dial, generate_campaigns
 from sync.fake.faults import Faults
 from sync.fake.history import DEFAULT_QUEUES, DEFAULT_TZ, FakeCall, FakeQueue, generate_calls
 from sync.fake.index import CallIndex
@@ -85,10 +86,24 @@ def build_state(
     latency_ms: int = 0,
     tz: str = DEFAULT_TZ,
     media_auth: bool = True,
+    campaigns: int = 0,
+    contacts_per_campaign: int = 40,
 ) -> FakeState:
-    """A state with `calls` generated calls between `since` and `until` (what the CLI serves)."""
+    """A state with `calls` generated calls between `since` and `until` (what the CLI serves).
+
+    With `campaigns`, that many outbound campaigns (ids from 1042) whose
+    contacts the fake's extra outbound calls dial, moving their `processStatus`.
+    """
     history = generate_calls(calls, seed=seed, start=since, end=until, tz=tz)
+    campaign_data = None
+    if campaigns:
+        rng = random.Random(seed + 1)
+        phones = [f"09{n:08d}" for n in rng.sample(range(10**8), campaigns * contacts_per_campaign)]
+        campaign_data = generate_campaigns(rng, phones, campaigns=campaigns)
+        history = sorted(history + dial(campaign_data, rng, since, until, tz), key=lambda c: (c.starttime, c.call_id))
     state = make_state(history, api_key=api_key, tz=tz, tenant_id=tenant_id)
+    if campaign_data is not None:
+        state.campaigns = campaign_data
     state.media_size = media_size
     state.media_auth = media_auth
     state.max_limit = max_limit

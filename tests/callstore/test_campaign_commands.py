@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -37,6 +39,14 @@ async def test_campaign_commands(db_url: str, engine: AsyncEngine, fake: str, tm
     assert synced.returncode == 0, synced.stderr
     assert "campaign 1042: 6 contacts in 2 lists (6 new, 0 changed, 0 removed)" in synced.stdout
     assert API_KEY not in synced.stdout + synced.stderr
+    today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date().isoformat()
+    report = await asyncio.to_thread(run, "report", "campaigns", "--from", today, env=env, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    header, row = report.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["campaign", "name", "day", "contacts"]
+    assert row.split()[:2] == ["1042", "Gia"] and "0.0 %" in row  # six contacts, none dialled yet
+    bad = await asyncio.to_thread(run, "report", "campaigns", "--from", "soon", env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "--from: 'soon' is not an ISO 8601" in bad.stderr
     listed = await asyncio.to_thread(run, "campaigns", "list", env=env, cwd=tmp_path)
     assert "1042" in listed.stdout and "Gia hạn" in listed.stdout and "+07:00" in listed.stdout
     removed = await asyncio.to_thread(run, "campaigns", "remove", "1042", env=env, cwd=tmp_path)

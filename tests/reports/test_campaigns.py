@@ -230,3 +230,40 @@ async def test_ambiguous_numbers_follow_the_documented_rule(engine: AsyncEngine,
         owners = dict((await conn.execute(text(
             "SELECT call_id, campaign_id FROM callstore.campaign_attempts"))).all())
     assert owners == {"early": 2, "mid": 2, "late": 1}  # "late" started before the removal: still campaign 1
+
+
+async def test_campaign_report_api_and_parameters(engine: AsyncEngine, receiver: str) -> None:
+    from store.tokens import create_token
+
+    tenant = tenant_for("http://127.0.0.1:9")
+    from sync.campaigns import CampaignData, Contact, store_campaign
+
+    async with engine.begin() as conn:
+        await add_campaign(conn, "default", 7, "Gia hạn")
+        await store_campaign(conn, tenant, CampaignData(7, [], [
+            Contact(70, 1, None, "0912345678", "+84912345678", None, 2, "answered"),
+            Contact(71, 1, None, "0912345679", "+84912345679", None, 0, None)]), when("2024-03-04 08:00:00"))
+        await ingest(conn, [Delivery("default", "x1", "webhook", {
+            "call_id": "x1", "direction": "outbound", "caller_number": "0912345678",
+            "starttime": "2024-03-04 09:00:00", "answertime": "2024-03-04 09:00:10",
+            "endtime": "2024-03-04 09:02:10"}, datetime.now(ZONE))], {"default": tenant})
+        await refresh_campaigns(conn)
+        _, token = await create_token(conn, "t", "reader")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=receiver, headers=headers) as client:
+        ok = await client.get("/api/reports/campaigns", params={"from": "2024-03-04", "to": "2024-03-05",
+                                                                "tenant": "default"})
+        assert ok.status_code == 200, ok.text
+        [row] = ok.json()["rows"]
+        assert (row["campaign_name"], row["local_date"], row["attempts"], row["connected_contacts"],
+                row["talk_seconds"], row["penetration"]) == ("Gia hạn", "2024-03-04", 1, 1, 120, 0.5)
+        csv_ = await client.get("/api/reports/campaigns", params={"from": "2024-03-04", "tenant": "default",
+                                                                  "campaign": "7", "format": "csv"})
+        assert csv_.text.splitlines()[0].startswith("tenant_id,campaign_id,campaign_name,local_date")
+        for params, name in (({"from": "yesterday", "tenant": "default"}, "from"),
+                             ({"from": "2024-03-04", "campaign": "x", "tenant": "default"}, "campaign"),
+                             ({"from": "2024-03-04", "to": "2024-03-01", "tenant": "default"}, "to"),
+                             ({"from": "0001-01-01", "tenant": "default"}, "from"),
+                             ({"from": "2024-03-04", "tenant": "default", "bogus": "1"}, "bogus")):
+            bad = await client.get("/api/reports/campaigns", params=params)
+            assert bad.status_code == 400 and bad.json()["detail"].startswith(name + ":"), (params, bad.text)

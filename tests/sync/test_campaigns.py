@@ -212,3 +212,17 @@ def test_campaign_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="ALOHUB_BI_PHONE_NUMBERS"):
         parse_settings({"ALOHUB_BI_PHONE_NUMBERS": "sometimes"})
     assert replace(s.tenants[0], store_contact_names=True).store_contact_names
+
+
+def test_the_fake_dials_its_campaigns() -> None:
+    state = build_state(calls=10, seed=3, since=SINCE, until=UNTIL, api_key=API_KEY, campaigns=2,
+                        contacts_per_campaign=30)
+    contacts = [c for camp in state.campaigns.campaigns.values() for c in camp.contacts()]
+    assert sorted(state.campaigns.campaigns) == [1042, 1043] and len(contacts) == 60
+    numbers = {c.phone_number for c in contacts}
+    dialled = [r for r in state.calls.window(None, None) if r["caller_number"] in numbers]
+    assert all(r["direction"] == "OUTBOUND" for r in dialled)
+    per_contact = {n: sum(1 for r in dialled if r["caller_number"] == n) for n in numbers}
+    assert 0 in per_contact.values() and max(per_contact.values()) >= 2  # none for some, several for others
+    for c in contacts:
+        assert (c.process_status == 0) == (per_contact[c.phone_number] == 0)
