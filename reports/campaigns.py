@@ -145,16 +145,6 @@ async def rebuild_campaigns(conn: AsyncConnection) -> CampaignRefresh:
     return await refresh_campaigns(conn)
 
 
-async def ambiguous_attempts(conn: AsyncConnection, tenant_id: str) -> dict[int, int]:
-    """Attempts per campaign that more than one contact could own (as of the last refresh)."""
-    rows = await conn.execute(
-        text("SELECT campaign_id, count(*) FROM callstore.campaign_attempts WHERE tenant_id = :t AND candidates > 1"
-             " GROUP BY campaign_id ORDER BY campaign_id"),
-        {"t": tenant_id},
-    )
-    return {int(r[0]): int(r[1]) for r in rows}
-
-
 async def refresh_job(engine: AsyncEngine, settings: Settings) -> CampaignRefresh:
     """The scheduled job: one refresh in its own transaction."""
     async with engine.begin() as conn:

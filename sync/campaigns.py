@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -334,10 +334,23 @@ async def _record_error(engine: AsyncEngine, tenant_id: str, campaign_id: int, m
         )
 
 
+async def ambiguous_attempts(conn: AsyncConnection, tenant_id: str) -> dict[int, int]:
+    """Attempts per campaign that more than one contact could own (as of the last attribution refresh)."""
+    rows = await conn.execute(
+        text("SELECT campaign_id, count(*) FROM callstore.campaign_attempts WHERE tenant_id = :t AND candidates > 1"
+             " GROUP BY campaign_id ORDER BY campaign_id"),
+        {"t": tenant_id},
+    )
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
+
 @dataclass
 class SyncSummary:
     synced: list[CampaignChange]
     failed: dict[int, str]
+    #: calls per campaign that more than one contact could own
+    ambiguous: dict[int, int] = field(default_factory=dict)
 
     def sentence(self, tenant_id: str) -> str:
         contacts = sum(c.contacts for c in self.synced)
@@ -346,6 +359,9 @@ class SyncSummary:
                  f"{sum(c.removed for c in self.synced)} removed)")
         if self.failed:
             text_ += f", {len(self.failed)} failed"
+        if self.ambiguous:
+            text_ += (f"; {sum(self.ambiguous.values())} calls could belong to more than one contact "
+                      "(attributed by the documented rule)")
         return text_ + "."
 
 
@@ -373,6 +389,8 @@ async def sync_tenant_campaigns(engine: AsyncEngine, client: AlohubClient, *,
             change = await store_campaign(conn, tenant, data, now or datetime.now(timezone.utc))
         log.info("sync-campaigns: tenant %s %s.", tenant.tenant_id, change.sentence())
         summary.synced.append(change)
+    async with engine.connect() as conn:
+        summary.ambiguous = await ambiguous_attempts(conn, tenant.tenant_id)
     return summary
 
 

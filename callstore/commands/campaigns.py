@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from callstore.runtime import UsageError, database, run_async
-from reports.campaigns import ambiguous_attempts, refresh_campaigns
+from reports.campaigns import refresh_campaigns
 from store.errors import ConfigError
 from store.settings import Settings, TenantSettings
-from sync.campaigns import add_campaign, list_campaigns, remove_campaign, sync_all
+from sync.campaigns import add_campaign, ambiguous_attempts, list_campaigns, remove_campaign, sync_all
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -112,7 +112,8 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
             async with engine.begin() as conn:
                 await refresh_campaigns(conn)
             async with engine.connect() as conn:
-                ambiguous = {t: await ambiguous_attempts(conn, t) for t in out}
+                for tenant_id, summary in out.items():
+                    summary.ambiguous = await ambiguous_attempts(conn, tenant_id)
         failed = 0
         for tenant_id, summary in out.items():
             print(summary.sentence(tenant_id))
@@ -120,7 +121,7 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
                 print("  " + change.sentence())
             for cid, reason in summary.failed.items():
                 print(f"  campaign {cid}: not synced: {reason}")
-            for cid, n in ambiguous[tenant_id].items():
+            for cid, n in summary.ambiguous.items():
                 print(f"  campaign {cid}: {n} calls could belong to more than one contact; "
                       "attributed by the documented rule")
             failed += len(summary.failed)

@@ -23,11 +23,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reports.campaigns import ambiguous_attempts, rebuild_campaigns, refresh_campaigns
+from reports.campaigns import rebuild_campaigns, refresh_campaigns
 from store.ingest import Delivery, ingest
 from store.tenants import sync_tenants
 from sync.backfill import Options, backfill
-from sync.campaigns import add_campaign, sync_tenant_campaigns
+from sync.campaigns import add_campaign, ambiguous_attempts, sync_tenant_campaigns
 from sync.client import AlohubClient, new_http_client
 from sync.fake import FakeCall, generate_calls, make_state, running_fake
 from sync.fake.campaigns import dial, generate_campaigns
