@@ -12,11 +12,12 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from callstore.commands import alerts, audit, backfill, db, demo, fake, queues, recordings, report, serve, tokens, users
+from callstore.commands import (alerts, audit, backfill, campaigns, db, demo, fake, queues, recordings, report, serve,
+                                tokens, users)
 from callstore.runtime import UsageError, run_command
 
 #: Each module adds its subcommands with `register(subparsers)`.
-COMMANDS = [serve, db, tokens, users, audit, fake, backfill, queues, recordings, report, alerts, demo]
+COMMANDS = [serve, db, tokens, users, audit, fake, backfill, queues, campaigns, recordings, report, alerts, demo]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,7 +25,9 @@ from receiver.spool import Spool
 from reports.agent_report import agent_report
 from reports.agent_rollups import agent_refresh_job
 from reports.alerts.job import alerts_job
+from reports import campaigns as campaign_rollups
 from reports.alerts.metrics import alert_metrics
+from reports.campaign_report import campaign_report
 from reports.queries import queue_report
 from reports.rollups import refresh_job
 from store.jobs import Job
@@ -47,6 +49,7 @@ def build_jobs(settings: Settings) -> list[Job]:
         alerts_job(settings),
         Job("rollups", refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
         Job("agent-rollups", agent_refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
+        Job("campaign-rollups", campaign_rollups.refresh_job, every_seconds=ROLLUP_REFRESH_SECONDS),
         Job("recordings", recordings.run_job, settings.recordings_interval_s,
             disabled_reason=recordings.media_disabled_reason(settings)),
         Job("recordings-retention", retention_job, RETENTION_EVERY_S,
@@ -74,12 +77,16 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
     async def agents(params: Mapping[str, str]) -> tuple[str, bytes]:
         return await agent_report(engine, settings, params, formats=("json", "csv", "xlsx"))
 
+    async def campaigns(params: Mapping[str, str]) -> tuple[str, bytes]:
+        return await campaign_report(engine, settings, params, formats=("json", "csv"))
+
     store = LocalRecordingStore(settings.recordings_dir)
     audit = RefusalAudit(engine, [t.tenant_id for t in settings.tenants])
     recordings_api = RecordingsAPI(engine, store, audit)
     ext = Extensions(
-        routes=[*report_routes(queues, agents), *CallsAPI(engine, settings).routes(), *recordings_api.routes(),
-                *AuditAPI(engine, settings).routes(), *Console(settings, engine, recordings_api).routes()],
+        routes=[*report_routes(queues, agents, campaigns), *CallsAPI(engine, settings).routes(),
+                *recordings_api.routes(), *AuditAPI(engine, settings).routes(),
+                *Console(settings, engine, recordings_api).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS, **AUDIT_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics, archive_metrics],
         on_refused=audit.middleware_refused,

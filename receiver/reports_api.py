@@ -1,4 +1,4 @@
-"""`GET /api/reports/queues` and `GET /api/reports/agents` (reader token): JSON, CSV or xlsx.
+"""`GET /api/reports/queues`, `/api/reports/agents` and `/api/reports/campaigns` (reader token): JSON, CSV (or xlsx).
 
 The reports themselves are given by the command line (reports/ owns the SQL);
 this module only authenticates, hands over the query parameters and answers.
@@ -41,10 +41,13 @@ def _endpoint(report: Report) -> Callable[[Request], Awaitable[Response]]:
     return answer
 
 
-def report_routes(queue_report: Report, agent_report: Report | None = None) -> list[BaseRoute]:
+def report_routes(queue_report: Report, agent_report: Report | None = None,
+                  campaign_report: Report | None = None) -> list[BaseRoute]:
     routes: list[BaseRoute] = [Route("/api/reports/queues", _endpoint(queue_report), methods=["GET"])]
     if agent_report is not None:
         routes.append(Route("/api/reports/agents", _endpoint(agent_report), methods=["GET"]))
+    if campaign_report is not None:
+        routes.append(Route("/api/reports/campaigns", _endpoint(campaign_report), methods=["GET"]))
     return routes
 
 
@@ -118,6 +121,31 @@ OPENAPI_PATHS: dict[str, Any] = {
             ],
             "responses": {
                 "200": {"description": "one row per agent and day with at least one call", "content": _CONTENT},
+                **error_responses(400, 401, 403, 404),
+            },
+        }
+    },
+    "/api/reports/campaigns": {
+        "get": {
+            "summary": "Outbound campaign figures per campaign and local day",
+            "description": "Reads analytics.campaign_daily. Days are the tenant's local days; `to` is exclusive.",
+            "security": [{"bearer": []}],
+            "parameters": [
+                _param("from", "first local day, ISO 8601 date", {"type": "string", "pattern": _ISO}, True),
+                _param("to", "end day (exclusive), ISO 8601 date; default tomorrow",
+                       {"type": "string", "pattern": _ISO}),
+                _param("campaign", "campaign id; default every followed campaign",
+                       {"type": "string", "pattern": r"^[0-9]{1,18}$"}),
+                _TENANT,
+                _param("format", "response format, case-insensitive",
+                       {"type": "string", "enum": ["json", "csv"], "default": "json"}),
+            ],
+            "responses": {
+                "200": {
+                    "description": "one row per campaign and local day",
+                    "content": {"application/json": {"schema": {"type": "object"}},
+                                "text/csv": {"schema": {"type": "string"}}},
+                },
                 **error_responses(400, 401, 403, 404),
             },
         }

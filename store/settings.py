@@ -73,6 +73,12 @@ class TenantSettings:
     country_code: str = DEFAULT_COUNTRY_CODE
     #: Days a stored recording is kept (counted from the call's start); None = forever.
     recordings_retention_days: int | None = None
+    #: Outbound campaigns followed without `callstore campaigns add`.
+    campaign_ids: tuple[int, ...] = ()
+    #: Contact names are personal data: stored only when the tenant asks for it.
+    store_contact_names: bool = False
+    #: How the BI role sees campaign contacts' numbers: masked (last three digits), full or hidden.
+    bi_phone_numbers: str = "masked"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -145,6 +151,7 @@ class Settings:
     recordings_lease_s: int = 120
     #: Key that signs the console's session cookies; None: generated once and kept in the database.
     session_secret: str | None = field(default=None, repr=False)
+    campaigns_interval_s: int = 900
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -233,6 +240,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
                     "media_hosts": get("ALOHUB_MEDIA_HOSTS"),
                     "country_code": get("ALOHUB_COUNTRY_CODE"),
                     "recordings_retention_days": get("CALLSTORE_RECORDINGS_RETENTION_DAYS"),
+                    "campaign_ids": get("ALOHUB_CAMPAIGN_IDS"),
+                    "store_contact_names": get("ALOHUB_STORE_CONTACT_NAMES"),
+                    "bi_phone_numbers": get("ALOHUB_BI_PHONE_NUMBERS"),
                 },
             ),
         )
@@ -290,6 +300,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         metrics_token=_secret("CALLSTORE_METRICS_TOKEN", get("CALLSTORE_METRICS_TOKEN")),
         recordings_lease_s=_int("CALLSTORE_RECORDINGS_LEASE", get("CALLSTORE_RECORDINGS_LEASE"), 120, lo=3, hi=120),
         session_secret=_session_secret(get("CALLSTORE_SESSION_SECRET")),
+        campaigns_interval_s=_int("CALLSTORE_CAMPAIGNS_INTERVAL", get("CALLSTORE_CAMPAIGNS_INTERVAL"), 900, lo=60),
     )
 
 
@@ -356,6 +367,7 @@ def _tenants_from_file(path: Path) -> tuple[TenantSettings, ...]:
         unknown = set(values) - {
             "webhook_keys", "api_url", "xapi_url", "api_key", "tenant_id", "timezone",
             "media_url", "media_hosts", "country_code", "recordings_retention_days",
+            "media_url", "media_hosts", "country_code", "campaign_ids", "store_contact_names", "bi_phone_numbers",
         }
         if unknown:
             raise ConfigError(name, f"[tenants.{tenant_id}] has unknown key {sorted(unknown)[0]!r}")
@@ -405,6 +417,14 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         raise ConfigError(name("country_code"), "must be 1-3 digits, e.g. 84")
     alohub_tenant = raw.get("tenant_id")
     retention = _retention(name("recordings_retention_days"), raw.get("recordings_retention_days"))
+    campaign_ids = tuple(dict.fromkeys(_campaign_id(name("campaign_ids"), v)
+                                       for v in _ids(name("campaign_ids"), raw.get("campaign_ids"))))
+    store_names = raw.get("store_contact_names")
+    if not isinstance(store_names, bool):
+        store_names = _bool(name("store_contact_names"), store_names, False)  # type: ignore[arg-type]
+    bi_phones = str(raw.get("bi_phone_numbers") or "masked").lower()
+    if bi_phones not in ("masked", "full", "hidden"):
+        raise ConfigError(name("bi_phone_numbers"), "must be masked, full or hidden")
     return TenantSettings(
         tenant_id=tenant_id,
         webhook_keys=tuple(keys),
@@ -417,6 +437,9 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         media_hosts=tuple(dict.fromkeys(hosts)),
         country_code=cc,
         recordings_retention_days=retention,
+        campaign_ids=campaign_ids,
+        store_contact_names=store_names,
+        bi_phone_numbers=bi_phones,
     )
 
 
@@ -442,6 +465,20 @@ def _list(name: str, value: object) -> list[str]:
     else:
         raise ConfigError(name, "must be a comma-separated string or a list of strings")
     return [v for v in items if v]
+
+
+def _ids(name: str, value: object) -> list[object]:
+    if isinstance(value, list):
+        return value
+    return list(_list(name, value))
+
+
+def _campaign_id(name: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    raise ConfigError(name, f"{value!r} is not a campaign id (a positive whole number)")
 
 
 def _url(name: str, value: object) -> str | None:

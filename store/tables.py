@@ -38,6 +38,8 @@ tenants = Table(
     Column("timezone", Text, nullable=False),
     Column("created_at", TZ, nullable=False, server_default=NOW),
     Column("updated_at", TZ, nullable=False, server_default=NOW),
+    Column("bi_phone_numbers", Text, CheckConstraint("bi_phone_numbers IN ('masked', 'full', 'hidden')"),
+           nullable=False, server_default=text("'masked'")),
 )
 
 raw_events = Table(
@@ -578,4 +580,112 @@ console_secrets = Table(
     Column("name", Text, primary_key=True),
     Column("value", Text, nullable=False),
     Column("created_at", TZ, nullable=False, server_default=NOW),
+)
+
+# -- outbound campaigns (sync/campaigns.py) -------------------------------------
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("name", Text),
+    Column("added_by", Text, CheckConstraint("added_by IN ('cli', 'config')"), nullable=False),
+    Column("added_at", TZ, nullable=False, server_default=NOW),
+    Column("first_synced_at", TZ),
+    Column("last_synced_at", TZ),
+    Column("last_error", Text),
+    Column("last_error_at", TZ),
+    Column("removed_at", TZ),
+    PrimaryKeyConstraint("tenant_id", "campaign_id"),
+)
+
+
+
+campaign_lists = Table(
+    "campaign_lists",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("list_id", BigInteger, nullable=False),
+    Column("name", Text),
+    Column("contact_count", Integer),
+    Column("first_seen_at", TZ, nullable=False),
+    Column("last_seen_at", TZ, nullable=False),
+    Column("removed_at", TZ),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "list_id"),
+)
+
+campaign_contacts = Table(
+    "campaign_contacts",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("list_id", BigInteger, nullable=False),
+    Column("customer_id", BigInteger),
+    Column("phone_number", Text, nullable=False),
+    Column("phone_canonical", Text),
+    Column("name", Text),
+    Column("process_status", SmallInteger),
+    Column("call_status", Text),
+    Column("first_seen_at", TZ, nullable=False),
+    Column("last_seen_at", TZ, nullable=False),
+    Column("removed_at", TZ),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "contact_id"),
+    Index("campaign_contacts_phone", "tenant_id", "phone_canonical"),
+)
+
+campaign_contact_changes = Table(
+    "campaign_contact_changes",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("seen_at", TZ, nullable=False),
+    Column("process_status", SmallInteger),
+    Column("call_status", Text),
+    Column("removed", Boolean, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "contact_id", "seen_at"),
+)
+
+campaign_dirty = Table(
+    "campaign_dirty",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("phone", Text, nullable=False),
+)
+
+campaign_attempts = Table(
+    "campaign_attempts",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("call_id", Text, nullable=False),
+    Column("phone", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("started_at", TZ, nullable=False),
+    Column("local_date", Date, nullable=False),
+    Column("answered", Boolean, nullable=False),
+    Column("ended", Boolean, nullable=False),
+    Column("talk_seconds", Integer),
+    Column("candidates", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "call_id"),
+    Index("campaign_attempts_phone", "tenant_id", "phone"),
+    Index("campaign_attempts_contact", "tenant_id", "campaign_id", "contact_id", "started_at"),
+    Index("campaign_attempts_day", "tenant_id", "campaign_id", "local_date"),
+)
+
+campaign_rollup_daily = Table(
+    "campaign_rollup_daily",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("campaign_id", BigInteger, nullable=False),
+    Column("local_date", Date, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("contacts_dialled", Integer, nullable=False),
+    Column("connected_contacts", Integer, nullable=False),
+    Column("talk_count", Integer, nullable=False),
+    Column("talk_sum", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "campaign_id", "local_date"),
 )

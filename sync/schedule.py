@@ -1,4 +1,4 @@
-"""The scheduled jobs of sync/: the backfill and the queue catalogue.
+"""The scheduled jobs of sync/: the backfill, the queue catalogue and the campaigns.
 
 Both run under the scheduler's job lease (N replicas, one run). The rate
 limits are process-wide state shared by both jobs' clients; each run opens
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store.jobs import Job
 from store.settings import Settings
+from sync import campaigns
 from sync.backfill import run_scheduled, tenants_with_history
 from sync.client import AlohubClient, new_http_client
 from sync.queues import fetch_queues, store_catalogue
@@ -37,6 +38,9 @@ def sync_jobs(settings: Settings, limits: RateLimits | None = None,
     async def queues_job(engine: AsyncEngine, settings: Settings) -> object:
         return await sync_all_queues(engine, settings, limits)
 
+    async def campaigns_job(engine: AsyncEngine, settings: Settings) -> object:
+        return await campaigns.sync_all(engine, settings, limits)
+
     ready, reasons = tenants_with_history(settings)
     backfill_off = None if ready else "no tenant can reach the call history: " + "; ".join(reasons)
     queue_tenants = [t for t in settings.tenants if t.api_key]
@@ -44,6 +48,8 @@ def sync_jobs(settings: Settings, limits: RateLimits | None = None,
     return [
         Job("backfill", backfill_job, settings.backfill_interval_s, backfill_off),
         Job("sync-queues", queues_job, QUEUES_EVERY_S, queues_off),
+        Job("sync-campaigns", campaigns_job, settings.campaigns_interval_s,
+            queues_off and "no tenant has ALOHUB_API_KEY set (the campaign API is on the gateway)"),
     ]
 
 

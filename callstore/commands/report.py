@@ -12,6 +12,8 @@ from reports.agent_report import agent_report
 from reports.agent_rollups import rebuild_agent_rollups, refresh_agent_rollups
 from reports.bi_role import (DEFAULT_CONNECTION_LIMIT, DEFAULT_STATEMENT_TIMEOUT_S, ensure_bi_role,
                              psql_command, valid_role_name)
+from reports.campaign_report import campaign_report
+from reports.campaigns import rebuild_campaigns
 from reports.exports import printable
 from reports.queries import FORMATS, INTERVALS, InvalidParameter, queue_report
 from reports.rollups import rebuild_rollups, refresh_rollups
@@ -40,6 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _common(a)
     a.set_defaults(func=_agents)
 
+    c = rsub.add_parser("campaigns", help="outbound campaign figures per campaign and local day")
+    c.add_argument("--from", dest="from_", required=True, help="first local day, ISO 8601 date")
+    c.add_argument("--to", help="exclusive end day (default: tomorrow)")
+    c.add_argument("--campaign", help="one campaign id (default all followed)")
+    c.add_argument("--tenant", help="tenant id (required when several are configured)")
+    c.add_argument("--format", type=str.lower, choices=("table", "csv", "json"), default="table")
+    c.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE instead of the terminal")
+    c.set_defaults(func=_campaigns)
+
     t = rsub.add_parser("thresholds", help="per-queue sla_seconds / short_abandon_seconds (versioned)")
     tsub = t.add_subparsers(dest="thresholds_command", required=True)
     s = tsub.add_parser("set", help="record a new version; history is recomputed")
@@ -54,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls.add_argument("--tenant")
     ls.set_defaults(func=_thresholds_list)
 
-    rb = rsub.add_parser("rebuild", help="recompute every rollup from callstore.calls")
+    rb = rsub.add_parser("rebuild", help="recompute every rollup (queues and campaigns) from callstore.calls")
     rb.set_defaults(func=_rebuild)
     rf = rsub.add_parser("refresh", help="recompute the buckets of calls changed since the last refresh")
     rf.set_defaults(func=_refresh)
@@ -138,6 +149,12 @@ def _agents(args: argparse.Namespace, settings: Settings) -> int:
     return _write_report(args, settings, agent_report, params)
 
 
+def _campaigns(args: argparse.Namespace, settings: Settings) -> int:
+    params = {"from": args.from_, "to": args.to, "campaign": args.campaign, "tenant": args.tenant,
+              "format": args.format}
+    return _write_report(args, settings, campaign_report, params)
+
+
 def _thresholds_set(args: argparse.Namespace, settings: Settings) -> int:
     tenant = _tenant(settings, args.tenant)
     queue = _queue(args.queue)
@@ -186,7 +203,8 @@ def _thresholds_list(args: argparse.Namespace, settings: Settings) -> int:
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> float:
         async with database(settings) as engine, engine.begin() as conn:
-            return await rebuild_rollups(conn) + await rebuild_agent_rollups(conn)
+            seconds = await rebuild_rollups(conn) + await rebuild_agent_rollups(conn)
+            return seconds + (await rebuild_campaigns(conn)).seconds
 
     print(f"rollups rebuilt in {run_async(go()):.1f} s")
     return 0

@@ -1,4 +1,4 @@
-"""The fake's API routes: searchCallV2, the gateway's call logs and queue list.
+"""The fake's API routes: searchCallV2, the gateway's call logs, queue list and campaigns.
 
 Request shapes that Alohub has not published are assumptions kept here:
 searchCallV2 takes ``starttime``/``endtime`` (ISO 8601 with offset, both ends
@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sync.fake.campaigns import Handlers as CampaignHandlers
 from sync.fake.index import Record
 from sync.fake.responses import envelope, failure
 from sync.fake.state import FakeState
@@ -25,6 +26,7 @@ from sync.fake.state import FakeState
 SEARCH_CALL_V2 = "searchCallV2"
 CALL_LOGS = "call-logs"
 QUEUES = "queues"
+CAMPAIGNS = "campaigns"
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_QUEUE_PAGE_SIZE = 20
 
@@ -187,7 +189,21 @@ def routes(state: FakeState) -> list[Route]:
     async def queues(request: Request) -> Response:
         return await _serve(state, request, QUEUES, gateway_auth(request), queues_page)
 
+    camp = CampaignHandlers(state.campaigns, state.max_limit)
+
+    def campaign_route(path: str, build: Build, method: str) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return await _serve(state, request, CAMPAIGNS, gateway_auth(request), build)
+        return Route(path, endpoint, methods=[method])
+
+    base = "/v1/campaigns/{campaign_id}"
     return [
+        campaign_route(base + "/contact-lists", camp.lists, "GET"),
+        campaign_route(base + "/contact-lists/{list_id}/contacts", camp.contacts, "GET"),
+        campaign_route(base + "/contacts", camp.add, "POST"),
+        campaign_route(base + "/contacts/bulk", camp.bulk, "POST"),
+        campaign_route(base + "/contacts/import/{job_id}", camp.job, "GET"),
+        campaign_route(base + "/contacts/{contact_id}", camp.delete, "DELETE"),
         Route("/api/v1.0/base/searchCallV2", search_call_v2, methods=["POST"]),
         Route("/v1/reports/call-logs", call_logs, methods=["POST"]),
         Route("/v1/queues/inbound", queues, methods=["GET"]),

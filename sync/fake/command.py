@@ -128,6 +128,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-rate", default="0", help="fraction of API requests answered 500")
     parser.add_argument("--rate429", default="0", help="fraction of API requests answered 429")
     parser.add_argument("--latency-ms", default="0", help="delay added to every API request")
+    parser.add_argument("--campaigns", default="0",
+                        help="outbound campaigns (ids from 1042) whose contacts extra outbound calls dial")
 
 
 def add_send_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,6 +177,7 @@ def _serve(args: argparse.Namespace) -> int:
         latency_ms=_whole(args, "latency_ms"),
         tz=args.tz,
         media_auth=not args.no_media_auth,
+        campaigns=_whole(args, "campaigns"),
     )
     port = _whole(args, "port")
     if port > 65535:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sync.fake.campaigns import Campaigns, dial, generate_campaigns
 from sync.fake.faults import Faults
 from sync.fake.history import DEFAULT_QUEUES, DEFAULT_TZ, FakeCall, FakeQueue, generate_calls
 from sync.fake.index import CallIndex
@@ -39,6 +41,7 @@ class FakeState:
     max_limit: int = DEFAULT_MAX_LIMIT
     tenant_limit: int = 0
     route_limit: int = 0
+    campaigns: Campaigns = field(default_factory=Campaigns)
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
     limiter: RateLimiter = field(default_factory=RateLimiter)
@@ -86,14 +89,26 @@ def build_state(
     curve: str = "diurnal",
     now: datetime | None = None,
     live: int = 0,
+    campaigns: int = 0,
+    contacts_per_campaign: int = 40,
 ) -> FakeState:
     """A state with `calls` generated calls between `since` and `until` (what the CLI serves).
 
     `curve`, `now` and `live` are `generate_calls`'s: how starts spread over
-    the day, and which calls are still running at `now`.
+    the day, and which calls are still running at `now`. With `campaigns`,
+    that many outbound campaigns (ids from 1042) whose contacts the fake's
+    extra outbound calls dial, moving their `processStatus`.
     """
     history = generate_calls(calls, seed=seed, start=since, end=until, tz=tz, curve=curve, now=now, live=live)
+    campaign_data = None
+    if campaigns:
+        rng = random.Random(seed + 1)
+        phones = [f"09{n:08d}" for n in rng.sample(range(10**8), campaigns * contacts_per_campaign)]
+        campaign_data = generate_campaigns(rng, phones, campaigns=campaigns)
+        history = sorted(history + dial(campaign_data, rng, since, until, tz), key=lambda c: (c.starttime, c.call_id))
     state = make_state(history, api_key=api_key, tz=tz, tenant_id=tenant_id)
+    if campaign_data is not None:
+        state.campaigns = campaign_data
     state.media_size = media_size
     state.media_auth = media_auth
     state.max_limit = max_limit

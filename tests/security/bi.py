@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reports.bi_role import ensure_bi_role
 from reports.agent_rollups import refresh_agent_rollups
+from reports.campaigns import refresh_campaigns
 from reports.rollups import refresh_rollups
 from store.ingest import Delivery, ingest
 from store.settings import Settings
 from store.tenants import sync_tenants
+from sync.campaigns import CampaignData, Contact, ContactList, add_campaign, store_campaign
 from tests.reports.test_rollups import QUEUES, payload
 
 PASSWORD = "bi-pa$$'word"
@@ -102,9 +104,22 @@ async def fill_every_table(engine: AsyncEngine, settings: Settings) -> None:
             await conn.execute(text(
                 "INSERT INTO callstore.dead_letters (tenant_id, reason, body, body_bytes) "
                 "VALUES (:t, 'not_json', '\\x00', 1)"), {"t": tenant})
+        for tenant in tenants:
+            # A campaign whose contact was called (an attempt) and processed, and one contact removed.
+            await add_campaign(conn, tenant, 7, "Renewals")
+            data = CampaignData(7, [ContactList(1, "L", 2)], [
+                Contact(70, 1, None, "0912345678", "+84912345678", None, 2, "answered")])
+            await store_campaign(conn, tenants[tenant], CampaignData(7, data.lists, [
+                *data.contacts, Contact(71, 1, None, "0912345679", "+84912345679", None, 0, None)]), started)
+            await store_campaign(conn, tenants[tenant], data, now)
+        await ingest(conn, [Delivery(tenant, f"{tenant}-o1", "webhook", {
+            "call_id": f"{tenant}-o1", "direction": "outbound", "caller_number": "0912345678",
+            "starttime": "2026-11-20 16:00:00", "answertime": "2026-11-20 16:00:05", "endtime": "2026-11-20 16:01:05"},
+            now) for tenant in tenants], tenants)
     async with engine.begin() as conn:
         await refresh_rollups(conn)
         await refresh_agent_rollups(conn)
+        await refresh_campaigns(conn)
 
 
 # Every table behind every view of schema analytics, through views on views.

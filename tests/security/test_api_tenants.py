@@ -15,7 +15,7 @@ from store.tokens import ROLES
 from tests.security.world import SHARED_ID, World
 
 ROLE_OF_ROUTE = {"/api/calls": "reader", "/api/calls/{call_id}": "reader", "/api/reports/queues": "reader",
-                 "/api/reports/agents": "reader",
+                 "/api/reports/agents": "reader", "/api/reports/campaigns": "reader",
                  "/api/recordings/{call_id}": "compliance", "/api/audit/recordings": "compliance"}
 REPORT = {"from": "2026-11-19", "to": "2026-11-22", "interval": "day"}
 
@@ -29,6 +29,7 @@ def requests_for(world: World, other: str) -> dict[str, list[tuple[str, dict[str
                                  (f"/api/calls/{SHARED_ID}", {"tenant": other})],
         "/api/reports/queues": [("/api/reports/queues", {**REPORT, "tenant": other})],
         "/api/reports/agents": [("/api/reports/agents", {"from": "2026-11-19", "to": "2026-11-22", "tenant": other})],
+        "/api/reports/campaigns": [("/api/reports/campaigns", {"from": "2026-11-19", "tenant": other})],
         "/api/recordings/{call_id}": [(f"/api/recordings/{world.calls[other][1]}", {}),
                                       (f"/api/recordings/{SHARED_ID}", {"tenant": other})],
         "/api/audit/recordings": [("/api/audit/recordings", {"tenant": other})],
@@ -78,6 +79,8 @@ async def test_without_tenant_a_token_reads_its_own(world: World, role: str) -> 
         assert report.status_code == 200 and report.json()["tenant_id"] == mine
         agents = await world.client.get("/api/reports/agents", params={"from": "2026-11-19"}, headers=auth)
         assert agents.status_code == 200 and agents.json()["tenant_id"] == mine
+        campaigns = await world.client.get("/api/reports/campaigns", params={"from": "2026-11-19"}, headers=auth)
+        assert campaigns.status_code == 200 and campaigns.json()["tenant_id"] == mine
         if role != "reader":
             played = await world.client.get(f"/api/recordings/{SHARED_ID}", headers=auth)
             assert played.status_code == 200
