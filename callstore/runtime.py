@@ -19,7 +19,7 @@ from store.embedded import supervise as supervise_embedded
 from store.engine import create_engine, is_unavailable
 from store.errors import ConfigError
 from store.logs import Redact, settings_secrets, setup_logging
-from store.settings import Settings, load_settings, user_dotenv_path
+from store.settings import Settings, TenantSettings, load_settings, user_dotenv_path
 
 log = logging.getLogger("callstore")
 
@@ -177,6 +177,19 @@ async def _prepare_when_reachable(engine: AsyncEngine, settings: Settings, every
             continue
         log.info("the database is reachable again: schema current, tenants recorded")
         return
+
+
+def one_tenant(settings: Settings, name: str | None) -> TenantSettings:
+    """The tenant `--tenant` names; without it, the only one configured (several: an error)."""
+    ids = [t.tenant_id for t in settings.tenants]
+    if name is None:
+        if len(ids) > 1:
+            raise UsageError(f"--tenant: required when several tenants are configured ({', '.join(ids)})")
+        return settings.tenants[0]
+    try:
+        return settings.tenant(name)
+    except KeyError:
+        raise UsageError(f"--tenant: unknown tenant {name!r} (configured: {', '.join(ids)})") from None
 
 
 def parse_when(value: str, zone_name: str, arg: str) -> datetime:

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reports.queries import InvalidParameter, when
+from reports.queries import InvalidParameter, check_known, tenant_param, when
 from store.settings import Settings
 
 FORMATS = ("json", "csv", "table")
@@ -44,18 +44,8 @@ class CampaignReportRequest:
 def parse_request(params: Mapping[str, str | None], settings: Settings,
                   formats: Sequence[str] = FORMATS) -> CampaignReportRequest:
     """Validate `from`, `to`, `campaign`, `tenant`, `format` (raises InvalidParameter naming the parameter)."""
-    known = {"from", "to", "campaign", "tenant", "format"}
-    for name in params:
-        if name not in known:
-            raise InvalidParameter(name, f"unknown parameter; use {', '.join(sorted(known))}")
-    ids = [t.tenant_id for t in settings.tenants]
-    tenant_id = params.get("tenant") or None
-    if tenant_id is None:
-        if len(ids) != 1:
-            raise InvalidParameter("tenant", f"several tenants are configured; name one of {', '.join(ids)}")
-        tenant_id = ids[0]
-    elif tenant_id not in ids:
-        raise InvalidParameter("tenant", "no such tenant")
+    check_known(params, {"from", "to", "campaign", "tenant", "format"})
+    tenant_id = tenant_param(params, settings)
     zone = settings.tenant(tenant_id).zone
     raw_from = params.get("from")
     if not raw_from:

@@ -11,7 +11,7 @@ import httpx
 import orjson
 from sqlalchemy import text
 
-from callstore.runtime import UsageError, database, parse_when, run_async
+from callstore.runtime import UsageError, database, one_tenant, parse_when, run_async
 from reports.alerts.backtest import backtest
 from reports.alerts.evaluate import Step
 from reports.alerts.message import probe_payload, queue_label
@@ -105,12 +105,6 @@ def _tenants(settings: Settings, name: str | None) -> list[TenantSettings]:
         raise UsageError(f"--tenant: unknown tenant {name!r} (configured: {known})") from None
 
 
-def _one_tenant(settings: Settings, name: str | None) -> TenantSettings:
-    if name is None and len(settings.tenants) > 1:
-        raise UsageError("--tenant: required when several tenants are configured")
-    return _tenants(settings, name)[0]
-
-
 def _queue(value: str) -> QueueId:
     if value == "unassigned":
         return None
@@ -198,7 +192,7 @@ def _rules_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rules_set(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _one_tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant)
     queue: QueueId | str = "tenant" if args.queue is None else _queue(args.queue)
     values = _rule_values(args)
     if not values:
@@ -219,7 +213,7 @@ def _rules_set(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rules_clear(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _one_tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant)
     queue = _queue(args.queue)
 
     async def go() -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from callstore.runtime import UsageError, database, run_async
+from callstore.runtime import UsageError, database, one_tenant, run_async
 from reports.campaigns import refresh_campaigns
 from store.errors import ConfigError
-from store.settings import Settings, TenantSettings
+from store.settings import Settings
 from sync.campaigns import add_campaign, ambiguous_attempts, list_campaigns, remove_campaign, sync_all
 
 
@@ -40,21 +40,8 @@ def _campaign_id(value: str) -> int:
     return int(value)
 
 
-def _tenant(settings: Settings, tenant_id: str | None) -> TenantSettings:
-    if tenant_id is None:
-        if len(settings.tenants) > 1:
-            known = ", ".join(t.tenant_id for t in settings.tenants)
-            raise UsageError(f"--tenant is required when several tenants are configured ({known})")
-        return settings.tenants[0]
-    try:
-        return settings.tenant(tenant_id)
-    except KeyError:
-        known = ", ".join(t.tenant_id for t in settings.tenants)
-        raise UsageError(f"--tenant: no tenant {tenant_id!r} (configured: {known})") from None
-
-
 def _add(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant)
 
     async def go() -> None:
         async with database(settings) as engine, engine.begin() as conn:
@@ -67,7 +54,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant)
 
     async def go() -> bool:
         async with database(settings) as engine, engine.begin() as conn:
@@ -80,7 +67,7 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant)
 
     async def go() -> None:
         async with database(settings) as engine, engine.connect() as conn:
@@ -100,7 +87,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> int:
-    tenants = [_tenant(settings, args.tenant)] if args.tenant else [t for t in settings.tenants if t.api_key]
+    tenants = [one_tenant(settings, args.tenant)] if args.tenant else [t for t in settings.tenants if t.api_key]
     if not tenants or not all(t.api_key for t in tenants):
         raise ConfigError("sync-campaigns", "ALOHUB_API_KEY is not set; the campaign API needs it")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 
-from callstore.runtime import UsageError, database, run_async
+from callstore.runtime import UsageError, database, one_tenant, run_async
 from store.errors import ConfigError
 from store.settings import Settings, TenantSettings
 from sync.client import AlohubClient, new_http_client
@@ -43,16 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ls.set_defaults(func=_list)
 
 
-def _tenant(settings: Settings, tenant_id: str | None) -> TenantSettings:
-    if tenant_id is None:
-        return settings.tenants[0]
-    try:
-        return settings.tenant(tenant_id)
-    except KeyError:
-        known = ", ".join(t.tenant_id for t in settings.tenants)
-        raise UsageError(f"--tenant: no tenant {tenant_id!r} (configured: {known})") from None
-
-
 def _hotline(value: str, tenant: TenantSettings) -> str:
     number = canonical_hotline(value, tenant.country_code)
     if number is None:
@@ -61,7 +51,7 @@ def _hotline(value: str, tenant: TenantSettings) -> str:
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> int:
-    tenants = [_tenant(settings, args.tenant)] if args.tenant else [t for t in settings.tenants if t.api_key]
+    tenants = [one_tenant(settings, args.tenant)] if args.tenant else [t for t in settings.tenants if t.api_key]
     if not tenants or not all(t.api_key for t in tenants):
         raise ConfigError("sync-queues", "ALOHUB_API_KEY is not set; the queue catalogue needs it")
 
@@ -78,7 +68,7 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _map(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant)
     hotline = _hotline(args.hotline, tenant)
     try:
         queue_id = int(args.queue)
@@ -98,7 +88,7 @@ def _map(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _unmap(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant)
     hotline = _hotline(args.hotline, tenant)
 
     async def go() -> tuple[bool, int]:
@@ -113,7 +103,7 @@ def _unmap(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant)
 
     async def go() -> None:
         async with database(settings) as engine, engine.connect() as conn:

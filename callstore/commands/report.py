@@ -7,7 +7,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from callstore.runtime import UsageError, database, parse_when, run_async
+from callstore.runtime import UsageError, database, one_tenant, parse_when, run_async
 from reports.agent_report import agent_report
 from reports.agent_rollups import rebuild_agent_rollups, refresh_agent_rollups
 from reports.bi_role import (DEFAULT_CONNECTION_LIMIT, DEFAULT_STATEMENT_TIMEOUT_S, ensure_bi_role,
@@ -82,17 +82,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     b.set_defaults(func=_bi_role)
 
 
-def _tenant(settings: Settings, tenant: str | None) -> str:
-    ids = [t.tenant_id for t in settings.tenants]
-    if tenant is None:
-        if len(ids) != 1:
-            raise UsageError(f"--tenant: several tenants are configured; name one of {', '.join(ids)}")
-        return ids[0]
-    if tenant not in ids:
-        raise UsageError(f"--tenant: unknown tenant {tenant!r}; configured: {', '.join(ids)}")
-    return tenant
-
-
 def _queue(value: str) -> int | None:
     if value == "unassigned":
         return None
@@ -156,7 +145,7 @@ def _campaigns(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _thresholds_set(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant).tenant_id
     queue = _queue(args.queue)
     since = parse_when(args.from_, settings.tenant(tenant).timezone, "--from") if args.from_ else None
     if args.sla_seconds < 0:
@@ -182,7 +171,7 @@ def _thresholds_set(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _thresholds_list(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant(settings, args.tenant) if args.tenant else None
+    tenant = one_tenant(settings, args.tenant).tenant_id if args.tenant else None
 
     async def go() -> None:
         async with database(settings) as engine, engine.connect() as conn:

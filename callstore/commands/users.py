@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from callstore.runtime import UsageError, database, run_async
+from callstore.runtime import UsageError, database, one_tenant, run_async
 from store.settings import Settings, secret_from_env
 from store.tokens import ROLES
 from store.users import UserError, check_new_password, create_user, list_users, reset_password, set_disabled
@@ -45,23 +45,12 @@ def _password(p: argparse.ArgumentParser) -> None:
                    help="name of the environment variable holding the password (at least 10 characters)")
 
 
-def _tenant_id(settings: Settings, name: str | None) -> str:
-    ids = [t.tenant_id for t in settings.tenants]
-    if name is None:
-        if len(ids) > 1:
-            raise UsageError(f"--tenant: required when several tenants are configured ({', '.join(ids)})")
-        return ids[0]
-    if name not in ids:
-        raise UsageError(f"--tenant: unknown tenant {name!r} (configured: {', '.join(ids)})")
-    return name
-
-
 def _usage(exc: UserError) -> UsageError:
     return UsageError(str(exc))
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant_id(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant).tenant_id
     try:
         password = check_new_password(secret_from_env(args.password_env), args.password_env)
     except UserError as exc:
@@ -80,7 +69,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant_id(settings, args.tenant) if args.tenant else None
+    tenant = one_tenant(settings, args.tenant).tenant_id if args.tenant else None
 
     async def go() -> None:
         async with database(settings) as engine, engine.connect() as conn:
@@ -96,7 +85,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _disable(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant_id(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant).tenant_id
 
     async def go() -> bool:
         async with database(settings) as engine, engine.begin() as conn:
@@ -112,7 +101,7 @@ def _disable(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reset(args: argparse.Namespace, settings: Settings) -> int:
-    tenant = _tenant_id(settings, args.tenant)
+    tenant = one_tenant(settings, args.tenant).tenant_id
     try:
         password = check_new_password(secret_from_env(args.password_env), args.password_env)
     except UserError as exc:
