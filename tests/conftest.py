@@ -60,7 +60,7 @@ def pg_server() -> Iterator[str]:
     server.ensure_started()
     try:
         # The superuser: tests create databases and roles. The service's own
-        # account (the app role) is tested in tests/store/test_embedded.py.
+        # account (the app role) is tested in tests/security/test_db_embedded_privileges.py.
         yield server.superuser_url("postgres")
     finally:
         server.stop(mode="immediate")

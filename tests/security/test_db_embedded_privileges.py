@@ -1,4 +1,12 @@
-"""The embedded PostgreSQL: the service's account, its secrets, its directories."""
+"""Item 4: least privilege in the embedded server.
+
+Before: the service connected as a superuser (`COPY ... FROM PROGRAM 'id'`
+worked as the app account), initdb's password file was world-readable while
+initdb ran, and running as root made the data directory's parents `o+x`.
+Now the service's account owns its database and nothing more, the password
+file is 0600 from its first byte, and directories callstore did not create
+are never changed.
+"""
 
 from __future__ import annotations
 
