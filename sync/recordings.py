@@ -596,7 +596,7 @@ class Fetcher:
             log.error("recording of call %r: %s: %s (attempt %d)", item.call_id, status, error, attempts,
                       exc_info=unexpected if trace else None)
         else:
-            log.info("Recording of call %s not stored (attempt %d): %s; %s.", item.call_id, attempts, error,
+            log.info("Recording of call %r not stored (attempt %d): %s; %s.", item.call_id, attempts, error,
                      _OUTCOME_WORDS.get(status, status))
         return Outcome(item.tenant_id, item.call_id, status, attempts, error=error)
 

@@ -46,7 +46,7 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes |
             chunk = await asyncio.wait_for(reader.read(4096), timeout=0.2)
         except asyncio.TimeoutError:
             continue
-        except ConnectionResetError:
+        except (ConnectionResetError, BrokenPipeError):  # closed while our own write was in flight
             return received
         if not chunk:
             return received
