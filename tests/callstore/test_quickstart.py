@@ -67,7 +67,9 @@ def read_until_ready(lines: queue.Queue[str], proc: subprocess.Popen[str]) -> li
 def test_quickstart(tmp_path: Path) -> None:
     psql = shutil.which("psql")
     if psql is None:
-        pytest.skip("psql is not installed")
+        if os.environ.get("CI"):
+            pytest.fail("psql is not installed; .ci/run installs it (postgresql-client)")
+        pytest.skip("psql is not installed (.ci/run installs postgresql-client)")
     # Not under pytest's temp dirs: those are private to root, and the
     # embedded server runs as its own user when the tests run as root.
     data = server_dir("callstore-quickstart-") / "callstore-demo"
