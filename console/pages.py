@@ -1,5 +1,5 @@
-"""The console's pages: login, wallboard, reports, calls, a call, its recording,
-alerts and the access audit. Each handler parses, calls the query functions
+"""The console's pages: login, wallboard, reports, campaigns, calls, a call, its
+recording, alerts and the access audit. Each handler parses, calls the query functions
 that /api and the command line use, and renders; none has SQL of its own.
 """
 
@@ -31,6 +31,9 @@ from receiver.params import BadParameter
 from receiver.recordings_api import AudioResponse, RecordingsAPI
 from reports.alerts.listing import callback_list, recent_alerts
 from reports.alerts.rules import DEFAULT_RULE, FIELDS, load_rules, set_rule
+from reports.campaign_report import parse_request as parse_campaign_request
+from reports.campaign_report import read_campaign_report, read_campaigns
+from reports.campaign_report import render as render_campaigns
 from reports.queries import (InvalidParameter, QueueReportRequest, parse_request, read_queue_report, render,
                              resolve_queue)
 from store.audit import AccessQuery, list_accesses
@@ -70,6 +73,7 @@ class Console:
             Route("/ui/", p("reader", self.wallboard), methods=["GET"]),
             Route("/ui/wallboard/tiles", p("reader", self.tiles), methods=["GET"]),
             Route("/ui/reports", p("reader", self.reports), methods=["GET"]),
+            Route("/ui/campaigns", p("reader", self.campaigns), methods=["GET"]),
             Route("/ui/calls", p("reader", self.calls), methods=["GET"]),
             Route("/ui/calls/{call_id:path}", p("reader", self.call), methods=["GET"]),
             # Reader is enough to reach the handler: a refusal is audited there.
@@ -185,6 +189,38 @@ class Console:
             return Response(body, media_type=media, headers={
                 "Content-Disposition": f'attachment; filename="queues-{req.start.date()}-{req.interval}.csv"'})
         return self.web.show(ctx, "reports.html", error=None, form=form_values, **views.report(rows, req, ctx.locale))
+
+    # --- campaigns -----------------------------------------------------------
+
+    async def campaigns(self, request: Request, ctx: Ctx) -> Response:
+        qp = request.query_params
+        today = datetime.now(ctx.tenant.zone).date()
+        params = {
+            "from": qp.get("from") or (today - timedelta(days=6)).isoformat(),
+            "to": qp.get("to") or (today + timedelta(days=1)).isoformat(),
+            "campaign": qp.get("campaign") or None,
+            "tenant": ctx.tenant_id,
+        }
+        form_values = {**params, "campaign": params["campaign"] or ""}
+        async with self.engine.connect() as conn:
+            known = await read_campaigns(conn, ctx.tenant_id)
+        try:
+            views.check_report_params(params)
+            req = parse_campaign_request(params, self.settings, formats=("json",))
+        except (InvalidParameter, BadParameter) as exc:
+            return self.web.show(ctx, "campaigns.html", 400, error=str(exc), form=form_values,
+                                 **views.campaigns_page(known, [], ctx.locale))
+        # Another tenant's campaign (or one never followed) does not exist here.
+        if req.campaign is not None and all(c["campaign_id"] != req.campaign for c in known):
+            return self.web.not_found(ctx)
+        async with self.engine.connect() as conn:
+            rows = await read_campaign_report(conn, req)
+        if qp.get("format") == "csv":
+            media, body = render_campaigns(dataclasses.replace(req, format="csv"), rows)
+            return Response(body, media_type=media, headers={
+                "Content-Disposition": f'attachment; filename="campaigns-{req.start}-{req.end}.csv"'})
+        return self.web.show(ctx, "campaigns.html", error=None, form=form_values,
+                             **views.campaigns_page(known, rows, ctx.locale))
 
     # --- calls ---------------------------------------------------------------
 

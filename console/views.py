@@ -94,6 +94,51 @@ def report(rows: Sequence[Mapping[str, Any]], req: QueueReportRequest, loc: Loca
     return {"rows": rows, "totals": list(per_queue.values()), "grand": grand, "chart": chart, "intervals": INTERVALS}
 
 
+#: The per-day counts drawn as bars (the campaigns page's first chart).
+CAMPAIGN_VOLUME = ("attempts", "contacts_dialled", "connected_contacts")
+
+
+def campaign_label(campaign_id: int, name: str | None) -> str:
+    return f"{name} ({campaign_id})" if name else str(campaign_id)
+
+
+def _day_label(day: date, loc: Locale) -> str:
+    return day.strftime("%d/%m/%Y" if loc.lang == "vi" else "%Y-%m-%d")
+
+
+def campaigns_page(known: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
+                   loc: Locale) -> dict[str, Any]:
+    """The followed campaigns (analytics.campaigns), the choices of the filter, the
+    per-day rows as the report reads them, and the charts' series.
+
+    The bars add up counts of the campaigns shown; penetration is drawn per
+    campaign, as the view computes it (a ratio is never summed)."""
+    days = sorted({r["local_date"] for r in rows})
+    index = {d: i for i, d in enumerate(days)}
+    volume = {k: [0] * len(days) for k in CAMPAIGN_VOLUME}
+    penetration: dict[str, list[float | None]] = {}
+    for r in rows:
+        i = index[r["local_date"]]
+        for k in volume:
+            volume[k][i] += r[k]
+        line = penetration.setdefault(campaign_label(r["campaign_id"], r["campaign_name"]), [None] * len(days))
+        line[i] = None if r["penetration"] is None else round(100 * r["penetration"], 1)
+    chart = {
+        "labels": [_day_label(d, loc) for d in days],
+        "series": volume,
+        "names": {k: loc.gettext(f"campaigns.{k}") for k in volume},
+        "order": list(CAMPAIGN_VOLUME),  # the JSON's keys are sorted; the bars keep this order
+        "penetration": penetration,
+    }
+    return {
+        "followed": [c for c in known if c["followed"]],
+        "choices": [(str(c["campaign_id"]), campaign_label(c["campaign_id"], c["name"])) for c in known],
+        "rows": rows,
+        "day_label": lambda d: _day_label(d, loc),
+        "chart": chart,
+    }
+
+
 def check_report_params(params: Mapping[str, str | None]) -> None:
     """Refuse (BadParameter) what the report parser would pass on to the
     database as an error, as `/api/reports/queues` does."""

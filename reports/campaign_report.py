@@ -60,7 +60,7 @@ def parse_request(params: Mapping[str, str | None], settings: Settings,
     campaign: int | None = None
     raw_campaign = params.get("campaign")
     if raw_campaign:
-        if not raw_campaign.isdigit() or not 0 < int(raw_campaign) < 2**63:
+        if not (raw_campaign.isascii() and raw_campaign.isdigit()) or not 0 < int(raw_campaign) < 2**63:
             raise InvalidParameter("campaign", f"{raw_campaign!r} is not a campaign id (a positive whole number)")
         campaign = int(raw_campaign)
     fmt = (params.get("format") or "json").lower()
@@ -95,6 +95,18 @@ async def read_campaign_report(conn: AsyncConnection, req: CampaignReportRequest
         """
     )
     return [dict(r._mapping) for r in await conn.execute(sql, params)]
+
+
+async def read_campaigns(conn: AsyncConnection, tenant_id: str) -> list[dict[str, Any]]:
+    """Every campaign of the tenant as analytics.campaigns has it (followed or not), by id."""
+    sql = text(
+        """
+        SELECT campaign_id, name, lists, contacts_total, contacts_pending, contacts_in_call, contacts_processed,
+               contacts_removed, first_synced_at, last_synced_at, last_error, followed
+        FROM analytics.campaigns WHERE tenant_id = :tenant ORDER BY campaign_id
+        """
+    )
+    return [dict(r._mapping) for r in await conn.execute(sql, {"tenant": tenant_id})]
 
 
 async def campaign_report(engine: AsyncEngine, settings: Settings, params: Mapping[str, str | None],

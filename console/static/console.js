@@ -1,6 +1,6 @@
 // The console's only script (no inline script: the CSP forbids it).
 // Wallboard: refresh the tiles every 5 s without reloading; full-screen mode.
-// Reports: draw the charts from the JSON the page carries.
+// Reports and campaigns: draw the charts from the JSON the page carries.
 "use strict";
 
 function startWallboard(box) {
@@ -63,6 +63,40 @@ function drawReports(data) {
   });
 }
 
+function drawCampaigns(data) {
+  if (typeof window.Chart === "undefined" || data.labels.length === 0) {
+    return;
+  }
+  const colors = { attempts: "#0a58ca", contacts_dialled: "#8250df", connected_contacts: "#1a7f37" };
+  new window.Chart(document.getElementById("attempts-chart"), {
+    type: "bar",
+    data: {
+      labels: data.labels,
+      datasets: data.order.map((k) => ({ label: data.names[k], data: data.series[k], backgroundColor: colors[k] })),
+    },
+    options: { animation: false, responsive: true, maintainAspectRatio: false, scales: { y: { beginAtZero: true } } },
+  });
+  new window.Chart(document.getElementById("penetration-chart"), {
+    type: "line",
+    data: {
+      labels: data.labels,
+      datasets: Object.keys(data.penetration).map((name, i) => ({
+        label: name, data: data.penetration[name], borderColor: PALETTE[i % PALETTE.length],
+        backgroundColor: PALETTE[i % PALETTE.length], spanGaps: true,
+      })),
+    },
+    options: { animation: false, responsive: true, maintainAspectRatio: false, scales: { y: { min: 0, max: 100 } } },
+  });
+}
+
+// The chart library is loaded only by the pages that draw.
+function withCharts(element, draw) {
+  const script = document.createElement("script");
+  script.src = "/ui/static/chart.umd.min.js";
+  script.addEventListener("load", () => draw(JSON.parse(element.textContent)));
+  document.head.appendChild(script);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const box = document.getElementById("wallboard");
   if (box) {
@@ -70,9 +104,10 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   const report = document.getElementById("report-data");
   if (report) {
-    const script = document.createElement("script");
-    script.src = "/ui/static/chart.umd.min.js";
-    script.addEventListener("load", () => drawReports(JSON.parse(report.textContent)));
-    document.head.appendChild(script);
+    withCharts(report, drawReports);
+  }
+  const campaigns = document.getElementById("campaign-data");
+  if (campaigns) {
+    withCharts(campaigns, drawCampaigns);
   }
 });

@@ -55,7 +55,7 @@ class Watch:
 
 @pytest.fixture
 async def site(engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Site]:
-    async with running_site(engine, tmp_path, calls=80) as s:
+    async with running_site(engine, tmp_path, calls=80, campaigns=2) as s:
         yield s
 
 
@@ -186,8 +186,8 @@ async def test_reader_and_other_tenant_are_refused(site: Site, browser: Any) -> 
     await context.close()
 
 
-PAGES = {"wallboard": "/ui/", "reports": "/ui/reports?interval=hour", "calls": "/ui/calls", "alerts": "/ui/alerts",
-         "audit": "/ui/audit"}
+PAGES = {"wallboard": "/ui/", "reports": "/ui/reports?interval=hour", "campaigns": "/ui/campaigns", "calls": "/ui/calls",
+         "alerts": "/ui/alerts", "audit": "/ui/audit"}
 
 
 async def test_every_page_is_accessible_and_clean(site: Site, browser: Any) -> None:
@@ -198,6 +198,9 @@ async def test_every_page_is_accessible_and_clean(site: Site, browser: Any) -> N
         for name, path in pages.items():
             await page.goto(path + ("&" if "?" in path else "?") + f"lang={lang}")
             await page.wait_for_load_state("networkidle")
+            if name == "campaigns":  # both charts drawn from the page's data
+                await page.wait_for_function("['attempts-chart', 'penetration-chart'].every("
+                                             "(id) => window.Chart && window.Chart.getChart(id))")
             await page.add_script_tag(path=str(AXE))
             result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
             bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
