@@ -450,6 +450,10 @@ class Fetcher:
                         dead = next(w for w in workers if w.done())
                         raise (None if dead.cancelled() else dead.exception()) or RuntimeError("a worker stopped")
                     if queue.qsize() < opts.concurrency:
+                        # An outcome recorded while the claim runs may make a
+                        # row due that the claim's snapshot did not see: only
+                        # end when nothing happened meanwhile.
+                        progress.clear()
                         async with self.engine.begin() as conn:
                             batch = await claim(conn, opts.concurrency * 4, opts.lease_s, self.token,
                                                 tenant=tenant, call_ids=call_ids)
@@ -458,7 +462,7 @@ class Fetcher:
                         in_flight += len(batch)
                         if batch:
                             continue
-                        if in_flight == 0:
+                        if in_flight == 0 and not progress.is_set():
                             break
                     # Nothing to claim now: what is in flight may come due
                     # again (a retry without backoff), so wait for it.
