@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reports.exports import printable
 from reports.queries import InvalidParameter, check_known, tenant_param, when
 from store.settings import Settings
 
@@ -164,7 +165,7 @@ def _cell(column: str, v: Any) -> str:
         return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
     if isinstance(v, float):
         return f"{v:.2f}"
-    return str(v)
+    return printable(str(v))  # a name typed by someone: no control characters on a terminal
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

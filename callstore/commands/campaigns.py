@@ -6,6 +6,7 @@ import argparse
 
 from callstore.runtime import UsageError, database, one_tenant, run_async
 from reports.campaigns import refresh_campaigns
+from reports.exports import printable
 from store.errors import ConfigError
 from store.settings import Settings
 from sync.campaigns import add_campaign, ambiguous_attempts, list_campaigns, remove_campaign, sync_all
@@ -80,7 +81,9 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         for c in rows:
             synced = c.last_synced_at.astimezone(zone).isoformat(timespec="seconds") if c.last_synced_at else "never"
             state = "removed" if c.removed_at else (f"last sync failed: {c.last_error}" if c.last_error else "ok")
-            print(f"{c.campaign_id:>10}  {(c.name or ''):<24}  {c.added_by:<8}  {synced:<25}  {state}")
+            # The name is typed by someone and the error may quote Alohub: no control characters.
+            print(f"{c.campaign_id:>10}  {printable(c.name or ''):<24}  {c.added_by:<8}  {synced:<25}  "
+                  f"{printable(state)}")
 
     run_async(go())
     return 0
@@ -107,7 +110,7 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
             for change in summary.synced:
                 print("  " + change.sentence())
             for cid, reason in summary.failed.items():
-                print(f"  campaign {cid}: not synced: {reason}")
+                print(f"  campaign {cid}: not synced: {printable(reason)}")
             for cid, n in summary.ambiguous.items():
                 print(f"  campaign {cid}: {n} calls could belong to more than one contact; "
                       "attributed by the documented rule")
