@@ -30,6 +30,7 @@ import re
 import statistics
 import sys
 import time
+from datetime import date, timedelta
 
 import httpx
 
@@ -38,8 +39,14 @@ PAGES = [
     "/ui/", "/ui/wallboard/tiles", "/ui/reports", "/ui/reports?interval=hour", "/ui/reports?interval=15m",
     "/ui/reports?interval=15m&queue=7", "/ui/calls", "/ui/calls?phone=0912345678", "/ui/calls?phone=%2B84912345678",
     "/ui/calls?agent=agent7", "/ui/calls?queue=7", "/ui/calls?direction=outbound", "/ui/calls?outcome=abandoned",
-    "/ui/calls?recording=yes", "/ui/alerts", "/ui/audit",
+    "/ui/calls?recording=yes", "/ui/calls?agent=nobody", "/ui/alerts", "/ui/audit",
 ]
+
+
+def range_page(days_back: int = 90) -> str:
+    """A day of calls some months back (the data set ends today)."""
+    day = date.today() - timedelta(days=days_back)
+    return f"/ui/calls?from={day.isoformat()}&to={(day + timedelta(days=1)).isoformat()}"
 _CALLS_READ = """SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
 FROM pg_stat_user_tables WHERE schemaname = 'callstore' AND relname = 'calls'"""
 
@@ -89,7 +96,7 @@ def main() -> int:
     if not 1 <= args.rounds <= 1000:
         print("bench: error: --rounds: must be between 1 and 1000", file=sys.stderr)
         return 2
-    pages = args.page or PAGES + ([f"/ui/calls/{args.call}"] if args.call else [])
+    pages = args.page or PAGES + [range_page()] + ([f"/ui/calls/{args.call}"] if args.call else [])
     stats = CallsRead(args.database_url) if args.database_url else None
     try:
         with httpx.Client(base_url=args.url, timeout=60) as c:
