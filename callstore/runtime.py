@@ -92,7 +92,7 @@ def _reader_went_away() -> int:
 @contextlib.asynccontextmanager
 async def database(settings: Settings, *, upgrade: bool = True, pool_size: int = 10,
                    tolerate_outage: bool = False, create: bool = False,
-                   supervise: bool = False) -> AsyncIterator[AsyncEngine]:
+                   supervise: bool = False, command_timeout: float | None = 60) -> AsyncIterator[AsyncEngine]:
     """An engine on DATABASE_URL or the embedded server, migrated to head.
 
     Only with `create` (serve, migrate) is a new embedded database initialised;
@@ -126,7 +126,10 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
             if owned and not started:
                 log.info("adopted the embedded PostgreSQL already running (pid %s): it is stopped when this "
                          "process stops", server.postmaster_pid())
-    engine = create_engine(url, pool_size=pool_size)
+    engine = create_engine(url, pool_size=pool_size, command_timeout=command_timeout)
+    # Migrations run on a connection of their own without the statement time
+    # limit: an upgrade that builds an index on a large table takes minutes.
+    maintenance = create_engine(url, pool_size=1, command_timeout=None)
     pending: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
     try:
@@ -134,13 +137,14 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
             watcher = asyncio.create_task(supervise_embedded(server), name="supervise-postgres")
         if upgrade:
             try:
-                await _prepare(engine, settings)
+                await _prepare(maintenance, settings)
             except Exception as exc:
                 if not (tolerate_outage and is_unavailable(exc)):
                     raise
                 log.warning("the database cannot be reached (%s): starting anyway; webhooks go to the spool, "
                             "and the schema is checked when the database answers", type(exc).__name__)
-                pending = asyncio.create_task(_prepare_when_reachable(engine, settings), name="prepare-database")
+                pending = asyncio.create_task(_prepare_when_reachable(maintenance, settings),
+                                              name="prepare-database")
         yield engine
     finally:
         for task in (pending, watcher):
@@ -149,6 +153,7 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await engine.dispose()
+        await maintenance.dispose()
         if server is not None and (started or owned):
             await asyncio.to_thread(server.stop)
         if server is not None and owned:

@@ -20,7 +20,8 @@ def async_url(url: str) -> str:
     return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "callstore") -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "callstore",
+                  command_timeout: float | None = 60) -> AsyncEngine:
     # No pre-ping: it would cost a round trip per batch. A broken connection
     # fails its statement, SQLAlchemy drops it, and the caller retries or spools.
     # hide_parameters: an error's text (logged, or printed by the CLI) never
@@ -34,7 +35,10 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "cal
         connect_args={
             "server_settings": {"application_name": application_name},
             "timeout": 10,
-            "command_timeout": 60,
+            # A statement that does not answer in time is given up: the caller
+            # sees the database as unavailable. Migrations and rebuilds, which
+            # may run for minutes on a large store, pass None.
+            "command_timeout": command_timeout,
         },
     )
 

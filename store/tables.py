@@ -93,6 +93,8 @@ calls = Table(
     Index("calls_started_at", "tenant_id", "started_at"),
     Index("calls_queue_started", "tenant_id", "queue_id", "started_at"),
     Index("calls_caller_number", "tenant_id", "caller_number"),
+    Index("calls_destination_number", "tenant_id", "destination_number"),
+    Index("calls_hotline", "tenant_id", "hotline"),
     Index("calls_transaction_id", "tenant_id", "transaction_id"),
     Index("calls_agent", "tenant_id", "agent"),
     Index("calls_updated_at", "updated_at"),

@@ -191,7 +191,7 @@ def _thresholds_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> float:
-        async with database(settings) as engine, engine.begin() as conn:
+        async with database(settings, command_timeout=None) as engine, engine.begin() as conn:
             seconds = await rebuild_rollups(conn) + await rebuild_agent_rollups(conn)
             return seconds + (await rebuild_campaigns(conn)).seconds
 
