@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reports.exports import XLSX_MEDIA_TYPE, Col, Sheet, to_csv, to_text, to_xlsx
-from reports.queries import FORMATS, InvalidParameter, check_known, choice_param, tenant_param, text_value, when
+from reports.queries import FORMATS, check_known, choice_param, local_days, tenant_param, text_value
 from store.settings import Settings
 
 COLUMNS = ("tenant_id", "agent", "day", "day_start", "answered", "outbound", "talk_seconds", "hold_seconds",
@@ -44,16 +44,7 @@ def parse_request(params: Mapping[str, str | None], settings: Settings,
     check_known(params, {"from", "to", "agent", "tenant", "format"})
     tenant_id = tenant_param(params, settings)
     zone = settings.tenant(tenant_id).zone
-    raw_from = params.get("from")
-    if not raw_from:
-        raise InvalidParameter("from", "required: an ISO 8601 date (a local day) or date-time")
-    first = when(raw_from, zone, "from").astimezone(zone).date()
-    raw_to = params.get("to")
-    end = when(raw_to, zone, "to").astimezone(zone).date() if raw_to else datetime.now(zone).date() + timedelta(days=1)
-    if end <= first:
-        raise InvalidParameter("to", "must be a later day than from (the end is exclusive)")
-    if (end - first).days > MAX_DAYS:
-        raise InvalidParameter("to", f"at most {MAX_DAYS} days per request")
+    first, end = local_days(params, zone, MAX_DAYS)
     agent = text_value(params, "agent")
     fmt = choice_param(params, "format", formats, "json")
     return AgentReportRequest(tenant_id, zone, first, end, agent, fmt)

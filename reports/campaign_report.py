@@ -12,7 +12,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reports.exports import printable
-from reports.queries import InvalidParameter, check_known, tenant_param, when
+from reports.queries import InvalidParameter, check_known, local_days, tenant_param
 from store.settings import Settings
 
 FORMATS = ("json", "csv", "table")
@@ -48,16 +48,7 @@ def parse_request(params: Mapping[str, str | None], settings: Settings,
     check_known(params, {"from", "to", "campaign", "tenant", "format"})
     tenant_id = tenant_param(params, settings)
     zone = settings.tenant(tenant_id).zone
-    raw_from = params.get("from")
-    if not raw_from:
-        raise InvalidParameter("from", "required: an ISO 8601 date, e.g. 2026-12-01")
-    start = _local_date(raw_from, zone, "from")
-    raw_to = params.get("to")
-    end = _local_date(raw_to, zone, "to") if raw_to else datetime.now(zone).date() + timedelta(days=1)
-    if end <= start:
-        raise InvalidParameter("to", "must be after from (the end is exclusive)")
-    if (end - start).days > MAX_DAYS:
-        raise InvalidParameter("to", f"at most {MAX_DAYS} days per request")
+    start, end = local_days(params, zone, MAX_DAYS)
     campaign: int | None = None
     raw_campaign = params.get("campaign")
     if raw_campaign:
@@ -68,13 +59,6 @@ def parse_request(params: Mapping[str, str | None], settings: Settings,
     if fmt not in formats:
         raise InvalidParameter("format", f"{fmt!r} is not one of {', '.join(formats)}")
     return CampaignReportRequest(tenant_id, start, end, campaign, fmt)
-
-
-def _local_date(value: str, zone: Any, param: str) -> date:
-    moment = when(value, zone, param)
-    if not date(1900, 1, 1) <= moment.date() <= date(9000, 1, 1):
-        raise InvalidParameter(param, f"{value!r} is out of range")
-    return moment.astimezone(zone).date()
 
 
 async def read_campaign_report(conn: AsyncConnection, req: CampaignReportRequest) -> list[dict[str, Any]]:

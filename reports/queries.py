@@ -164,6 +164,27 @@ _QUEUES = text(
 )
 
 
+def local_days(params: Mapping[str, str | None], zone: ZoneInfo, max_days: int) -> tuple[date, date]:
+    """`from` (required) and `to` (exclusive; default tomorrow, so today is in)
+    as local days of `zone`; a date-time counts as its local day."""
+    def day(name: str) -> date:
+        raw = params.get(name) or ""
+        moment = when(raw, zone, name)
+        if not 1900 <= moment.year <= 2999:
+            raise InvalidParameter(name, f"{raw!r} is out of range (years 1900-2999)")
+        return moment.astimezone(zone).date()
+
+    if not params.get("from"):
+        raise InvalidParameter("from", "required: an ISO 8601 date (a local day) or date-time")
+    first = day("from")
+    end = day("to") if params.get("to") else datetime.now(zone).date() + timedelta(days=1)
+    if end <= first:
+        raise InvalidParameter("to", "must be a later day than from (the end is exclusive)")
+    if (end - first).days > max_days:
+        raise InvalidParameter("to", f"at most {max_days} days per request")
+    return first, end
+
+
 async def resolve_queue(conn: AsyncConnection, tenant_id: str, raw: str | None) -> int | str | None:
     """A queue given by id, by name (exact, else ignoring case) or as 'unassigned'.
 
