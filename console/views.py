@@ -17,6 +17,7 @@ from console.i18n import Locale
 from receiver.params import BadParameter, int_param, text_param, when_param
 from reports.alerts.rules import DEFAULT_RULE, FIELDS, QueueId
 from receiver.reports_api import check_report_params as api_check
+from reports.exports import safe_text
 from reports.queries import VIEWS, QueueReportRequest
 from store.audit import AccessQuery
 from store.calls_query import CallSearch, Cursor, BadCursor
@@ -265,6 +266,4 @@ def csv_cell(v: Any) -> str:
         return ""
     if isinstance(v, (datetime, date)):
         return v.isoformat()
-    text = str(v)
-    # A cell starting with = + - @ is a formula to a spreadsheet: make it text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return safe_text(str(v))

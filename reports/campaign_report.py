@@ -8,8 +8,6 @@ and `to` are dates (or date-times, whose local date is taken), `to` exclusive.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -19,7 +17,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from reports.exports import printable
+from reports.exports import printable, to_csv
 from reports.queries import InvalidParameter, check_known, local_days, tenant_param
 from store.settings import Settings
 
@@ -105,12 +103,8 @@ async def campaign_report(engine: AsyncEngine, settings: Settings, params: Mappi
 
 def render(req: CampaignReportRequest, rows: list[dict[str, Any]]) -> tuple[str, bytes]:
     if req.format == "csv":
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(COLUMNS)
-        for r in rows:
-            w.writerow(["" if r[c] is None else _scalar(r[c]) for c in COLUMNS])
-        return "text/csv; charset=utf-8", out.getvalue().encode()
+        # The campaign name is typed by someone: never a formula in a spreadsheet.
+        return "text/csv; charset=utf-8", to_csv(COLUMNS, rows, text_keys=("campaign_name",)).encode()
     if req.format == "table":
         return "text/plain; charset=utf-8", _table(rows).encode()
     body = {

@@ -106,7 +106,8 @@ def to_text(sheet: Sheet) -> str:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _safe_text(value: str) -> str:
+def safe_text(value: str) -> str:
+    """A cell a spreadsheet takes as text: one starting with = + - @ (a formula) gets a leading '."""
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
@@ -124,7 +125,7 @@ def to_csv(keys: Sequence[str], rows: Sequence[dict[str, Any]], text_keys: Seque
             elif isinstance(v, (datetime, date)):
                 cells.append(v.isoformat())
             elif k in text_keys and isinstance(v, str):
-                cells.append(_safe_text(v))
+                cells.append(safe_text(v))
             else:
                 cells.append(v)
         w.writerow(cells)

@@ -259,6 +259,10 @@ async def test_campaign_report_api_and_parameters(engine: AsyncEngine, receiver:
         csv_ = await client.get("/api/reports/campaigns", params={"from": "2024-03-04", "tenant": "default",
                                                                   "campaign": "7", "format": "csv"})
         assert csv_.text.splitlines()[0].startswith("tenant_id,campaign_id,campaign_name,local_date")
+        async with engine.begin() as conn:
+            await add_campaign(conn, "default", 7, '=HYPERLINK("http://x.invalid","open")')
+        hostile = await client.get("/api/reports/campaigns", params={"from": "2024-03-04", "format": "csv"})
+        assert hostile.text.splitlines()[1].split(",", 3)[2].startswith('"\'=HYPERLINK')  # text, not a formula
         for params, name in (({"from": "yesterday", "tenant": "default"}, "from"),
                              ({"from": "2024-03-04", "campaign": "x", "tenant": "default"}, "campaign"),
                              ({"from": "2024-03-04", "to": "2024-03-01", "tenant": "default"}, "to"),
