@@ -82,7 +82,13 @@ class Console:
             Route("/ui/alerts/rules", p("admin", self.set_rules), methods=["POST"]),
             Route("/ui/audit", p("compliance", self.audit), methods=["GET"]),
             Mount("/ui/static", StaticAssets(directory=STATIC), name="console-static"),
+            # Any other page under /ui: the console's own "not found" page, in the
+            # user's language (after the login), not the API's JSON error.
+            Route("/ui/{rest:path}", p("reader", self.unknown_page), methods=["GET", "HEAD", "POST"]),
         ]
+
+    async def unknown_page(self, request: Request, ctx: Ctx) -> Response:
+        return self.web.not_found(ctx)
 
     # --- login ---------------------------------------------------------------
 

@@ -143,6 +143,10 @@ async def test_pages_in_both_languages(site: Site) -> None:
         assert csv.status_code == 200 and csv.text.startswith("tenant_id,queue_id")
         assert (await c.get("/ui/calls?phone=abc")).status_code == 400
         assert (await c.get("/ui/calls?queue=99999999999999999999")).status_code == 400
+        for unknown in ("/ui/nowhere", "/ui/calls/x/y/../../z/%3Cb%3E/extra-page-that-does-not-exist", "/ui/reports/x"):
+            missing = await c.get(unknown)
+            assert missing.status_code == 404 and 'lang="vi"' in missing.text, unknown
+            assert missing.headers["content-type"].startswith("text/html") and "<b>" not in missing.text
         static = await c.get("/ui/static/console.js")
         assert static.status_code == 200 and "max-age" in static.headers["cache-control"]
 
