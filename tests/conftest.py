@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,18 @@ from store.embedded import EmbeddedPostgres
 from store.engine import create_engine
 
 TEMPLATE = "callstore_test_template"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A command run in-process (setup_logging) points the root logger at the
+    test's captured stderr, which pytest closes afterwards: put the handlers back
+    so that later tests do not log into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def with_database(url: str, name: str) -> str:
