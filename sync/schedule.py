@@ -42,7 +42,11 @@ def sync_jobs(settings: Settings, limits: RateLimits | None = None,
         return await sync_all_queues(engine, settings, limits)
 
     async def campaigns_job(engine: AsyncEngine, settings: Settings) -> object:
-        return await campaigns.sync_all(engine, settings, limits)
+        out = await campaigns.sync_all(engine, settings, limits)
+        missing = [(t.tenant_id, "logged above") for t in settings.tenants if t.api_key and t.tenant_id not in out]
+        if missing:
+            raise TenantsFailed("sync-campaigns", missing)
+        return out
 
     ready, reasons = tenants_with_history(settings)
     backfill_off = None if ready else "no tenant can reach the call history: " + "; ".join(reasons)

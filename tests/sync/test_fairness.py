@@ -322,3 +322,17 @@ async def test_a_tenants_own_concurrent_request_limit(fake: str, limit: int | No
         async with httpx.AsyncClient(base_url=base) as admin:
             (await admin.post("/_fake/faults", json={"latency_ms": 0})).raise_for_status()
     assert transport.most == (limit or 4)
+
+
+async def test_a_rate_limited_tenant_waits_alone() -> None:
+    """A 429 blocks the tenant it answered (for its Retry-After), not the others."""
+    limits = RateLimits(clock=lambda: 1000.0)
+    ticket = await limits.acquire("a", "searchCallV2")
+    limits.release(ticket, {"x-ratelimit-limit-tenant": "5", "x-ratelimit-remaining-tenant": "0"}, status=429,
+                   retry_after=3600)
+    other = await asyncio.wait_for(limits.acquire("b", "searchCallV2"), 10)  # not the hour of tenant a
+    limits.release(other, {})
+    waiting = asyncio.create_task(limits.acquire("a", "searchCallV2"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    waiting.cancel()
