@@ -34,6 +34,7 @@ from store.jobs import Job
 from store.recording_store import LocalRecordingStore
 from store.recordings import archive_metrics, retention_disabled_reason, retention_job
 from store.settings import Settings
+from store.tenant_runs import tenant_metrics
 from sync import recordings
 from sync.ledger import ledger_metrics
 from sync.schedule import sync_jobs
@@ -69,7 +70,8 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
     so it must not take webhooks (it answers 404 to them).
     """
     if role == "scheduler":
-        return Extensions(metrics_sources=[alert_metrics, ledger_metrics, archive_metrics], webhook=False)
+        return Extensions(metrics_sources=[alert_metrics, ledger_metrics, archive_metrics, tenant_metrics],
+                          webhook=False)
 
     async def queues(params: Mapping[str, str]) -> tuple[str, bytes]:
         return await queue_report(engine, settings, params, formats=("json", "csv", "xlsx"))
@@ -88,7 +90,7 @@ def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics
                 *recordings_api.routes(), *AuditAPI(engine, settings).routes(),
                 *Console(settings, engine, recordings_api).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS, **AUDIT_PATHS},
-        metrics_sources=[alert_metrics, ledger_metrics, archive_metrics],
+        metrics_sources=[alert_metrics, ledger_metrics, archive_metrics, tenant_metrics],
         on_refused=audit.middleware_refused,
     )
     if spool:

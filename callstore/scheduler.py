@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from store.engine import is_unavailable
 from store.jobs import Job, job_lock, lease_seconds
 from store.settings import Settings
+from store.tenant_runs import TenantsFailed
 
 log = logging.getLogger("callstore.scheduler")
 
@@ -61,7 +62,9 @@ class Scheduler:
                 await job.run(self.engine, self.settings)
         except Exception as exc:
             outcome = "failed"
-            if is_unavailable(exc):  # an outage: one line, not a traceback every few seconds
+            if isinstance(exc, TenantsFailed):  # each tenant's error is logged already, naming it
+                log.warning("job %s: %s", job.name, exc)
+            elif is_unavailable(exc):  # an outage: one line, not a traceback every few seconds
                 log.warning("job %s skipped: the database cannot be reached (%s)", job.name, type(exc).__name__)
             else:
                 log.exception("job %s failed", job.name)

@@ -79,6 +79,11 @@ class TenantSettings:
     store_contact_names: bool = False
     #: How the BI role sees campaign contacts' numbers: masked (last three digits), full or hidden.
     bi_phone_numbers: str = "masked"
+    #: This process's own limits on requests to this tenant's Alohub: requests
+    #: started per second (None = only the gateway's limits) and requests in
+    #: flight at once (None = no limit beyond each job's own).
+    max_requests_per_second: float | None = None
+    max_concurrent_requests: int | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -152,6 +157,10 @@ class Settings:
     #: Key that signs the console's session cookies; None: generated once and kept in the database.
     session_secret: str | None = field(default=None, repr=False)
     campaigns_interval_s: int = 900
+    #: Tenants of one scheduled job that run at once, and the seconds one
+    #: tenant's share of one run may take before it is cut (resumed next run).
+    tenant_concurrency: int = 8
+    tenant_run_budget_s: int = 600
 
     def tenant(self, tenant_id: str) -> TenantSettings:
         for t in self.tenants:
@@ -243,6 +252,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
                     "campaign_ids": get("ALOHUB_CAMPAIGN_IDS"),
                     "store_contact_names": get("ALOHUB_STORE_CONTACT_NAMES"),
                     "bi_phone_numbers": get("ALOHUB_BI_PHONE_NUMBERS"),
+                    "max_requests_per_second": get("ALOHUB_MAX_REQUESTS_PER_SECOND"),
+                    "max_concurrent_requests": get("ALOHUB_MAX_CONCURRENT_REQUESTS"),
                 },
             ),
         )
@@ -301,6 +312,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
         recordings_lease_s=_int("CALLSTORE_RECORDINGS_LEASE", get("CALLSTORE_RECORDINGS_LEASE"), 120, lo=3, hi=120),
         session_secret=_session_secret(get("CALLSTORE_SESSION_SECRET")),
         campaigns_interval_s=_int("CALLSTORE_CAMPAIGNS_INTERVAL", get("CALLSTORE_CAMPAIGNS_INTERVAL"), 900, lo=60),
+        tenant_concurrency=_int("CALLSTORE_TENANT_CONCURRENCY", get("CALLSTORE_TENANT_CONCURRENCY"), 8, lo=1, hi=256),
+        tenant_run_budget_s=_int("CALLSTORE_TENANT_RUN_BUDGET", get("CALLSTORE_TENANT_RUN_BUDGET"), 600, lo=1,
+                                 hi=86400),
     )
 
 
@@ -368,6 +382,7 @@ def _tenants_from_file(path: Path) -> tuple[TenantSettings, ...]:
             "webhook_keys", "api_url", "xapi_url", "api_key", "tenant_id", "timezone",
             "media_url", "media_hosts", "country_code", "recordings_retention_days",
             "media_url", "media_hosts", "country_code", "campaign_ids", "store_contact_names", "bi_phone_numbers",
+            "max_requests_per_second", "max_concurrent_requests",
         }
         if unknown:
             raise ConfigError(name, f"[tenants.{tenant_id}] has unknown key {sorted(unknown)[0]!r}")
@@ -425,6 +440,9 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
     bi_phones = str(raw.get("bi_phone_numbers") or "masked").lower()
     if bi_phones not in ("masked", "full", "hidden"):
         raise ConfigError(name("bi_phone_numbers"), "must be masked, full or hidden")
+    rps = _positive_number(name("max_requests_per_second"), raw.get("max_requests_per_second"), hi=10000)
+    concurrent = _positive_number(name("max_concurrent_requests"), raw.get("max_concurrent_requests"), hi=1000,
+                                  whole=True)
     return TenantSettings(
         tenant_id=tenant_id,
         webhook_keys=tuple(keys),
@@ -440,7 +458,27 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         campaign_ids=campaign_ids,
         store_contact_names=store_names,
         bi_phone_numbers=bi_phones,
+        max_requests_per_second=rps,
+        max_concurrent_requests=int(concurrent) if concurrent is not None else None,
     )
+
+
+def _positive_number(name: str, value: object, *, hi: float, whole: bool = False) -> float | None:
+    """An optional number > 0 (a whole one with `whole`), from a string (environment) or TOML."""
+    if value is None or value == "":
+        return None
+    what = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(name, f"must be {what}")
+    try:
+        n = int(value) if whole and not isinstance(value, float) else float(value)
+    except ValueError:
+        raise ConfigError(name, f"{value!r} is not {what}") from None
+    if whole and n != int(n):
+        raise ConfigError(name, f"{value!r} is not {what}")
+    if not 0 < n <= hi or n != n:
+        raise ConfigError(name, f"must be more than 0 and at most {hi:g} (unset: no limit)")
+    return float(n)
 
 
 def _check_unique_keys(tenants: list[TenantSettings]) -> None:

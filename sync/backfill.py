@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from store.ingest import Delivery, ingest
 from store.merge import call_id_of, parse_time
 from store.settings import Settings, TenantSettings
+from store.tenant_runs import TenantRuns, TenantsFailed, run_per_tenant
 from sync import ledger
 from sync.client import AlohubClient, RetryPolicy, new_http_client
 from sync.pagination import PageResult, StreamEnd, WindowDone, fetch_pages
@@ -346,31 +347,38 @@ def scheduled_window(cursor: datetime | None, now: datetime, overlap: timedelta)
 
 async def run_scheduled(engine: AsyncEngine, settings: Settings, *, http: httpx.AsyncClient | None = None,
                         limits: RateLimits | None = None, options: Options = Options(),
-                        retry: RetryPolicy = RetryPolicy(), now: datetime | None = None) -> list[RunReport]:
-    """One run of the scheduled backfill for every tenant with API settings (under the job lock)."""
+                        retry: RetryPolicy = RetryPolicy(), now: datetime | None = None,
+                        runs: TenantRuns | None = None) -> list[RunReport]:
+    """One run of the scheduled backfill for every tenant with API settings (under the job lock).
+
+    Each tenant runs as its own task (store/tenant_runs.py): at most
+    `settings.tenant_concurrency` at once, each cut after
+    `settings.tenant_run_budget_s` (its run is then recorded as interrupted and
+    the next run goes on from its cursor). Raises `TenantsFailed` after every
+    tenant had its turn if any failed or was cut; returns the others' reports.
+    """
     tenants, _ = tenants_with_history(settings)
-    reports: list[RunReport] = []
-    failures: list[Exception] = []
+    by_id = {t.tenant_id: t for t in tenants}
     async with contextlib.AsyncExitStack() as stack:
         if http is None:
             http = await stack.enter_async_context(new_http_client())
-        for tenant in tenants:
+        shared = http
+
+        async def one(tenant_id: str) -> RunReport:
+            tenant = by_id[tenant_id]
             async with engine.begin() as conn:
                 await ledger.abandon_stale_runs(conn, tenant.tenant_id)
                 cursor = await ledger.read_cursor(conn, tenant.tenant_id, CURSOR)
             moment = now or datetime.now(timezone.utc)
             window = scheduled_window(cursor, moment, timedelta(seconds=settings.backfill_overlap_s))
-            client = AlohubClient(http, tenant, limits=limits, retry=retry)
+            client = AlohubClient(shared, tenant, limits=limits, retry=retry)
             source = history_source(settings.history_source, client)
-            try:
-                report = await backfill(engine, tenant, source, window, kind="scheduled", cursor=CURSOR,
-                                        options=options)
-            except Exception as exc:  # noqa: BLE001 - one tenant's failure must not stop the others
-                log.error("backfill of tenant %s failed: %s", tenant.tenant_id, exc)
-                failures.append(exc)
-                continue
-            log.info("%s", report.summary())
-            reports.append(report)
-    if failures:
-        raise failures[0]
-    return reports
+            return await backfill(engine, tenant, source, window, kind="scheduled", cursor=CURSOR, options=options)
+
+        results = await run_per_tenant("backfill", list(by_id), one, concurrency=settings.tenant_concurrency,
+                                       budget_s=settings.tenant_run_budget_s, runs=runs,
+                                       describe=lambda _, report: report.summary())
+    failed = [r for r in results if r.outcome != "ok"]
+    if failed:
+        raise TenantsFailed("backfill", [(r.tenant_id, r.error or r.outcome) for r in failed])
+    return [r.result for r in results if r.result is not None]

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from store.merge import parse_int
 from store.phone import canonical_phone
 from store.settings import Settings, TenantSettings
+from store.tenant_runs import TenantRuns, run_per_tenant
 from sync.client import AlohubClient, new_http_client
 from sync.errors import AlohubError, AlohubProtocolError
 from sync.ratelimit import RateLimits
@@ -396,16 +397,26 @@ async def sync_tenant_campaigns(engine: AsyncEngine, client: AlohubClient, *,
 
 async def sync_all(engine: AsyncEngine, settings: Settings, limits: RateLimits | None = None, *,
                    tenant_ids: Sequence[str] | None = None,
-                   campaign_ids: Sequence[int] | None = None) -> dict[str, SyncSummary]:
-    """The scheduled job and `callstore sync-campaigns`: every tenant with an API key."""
+                   campaign_ids: Sequence[int] | None = None,
+                   runs: TenantRuns | None = None) -> dict[str, SyncSummary]:
+    """The scheduled job and `callstore sync-campaigns`: every tenant with an API key.
+
+    Each tenant is its own task (store/tenant_runs.py): at most
+    CALLSTORE_TENANT_CONCURRENCY at once, each within CALLSTORE_TENANT_RUN_BUDGET.
+    A tenant that fails or is cut is logged and left out of the result; the
+    others are synced.
+    """
     limits = limits or RateLimits()
-    out: dict[str, SyncSummary] = {}
+    tenants = {t.tenant_id: t for t in settings.tenants
+               if t.api_key and (tenant_ids is None or t.tenant_id in tenant_ids)}
     async with new_http_client() as http:
-        for tenant in settings.tenants:
-            if not tenant.api_key or (tenant_ids is not None and tenant.tenant_id not in tenant_ids):
-                continue
-            summary = await sync_tenant_campaigns(engine, AlohubClient(http, tenant, limits=limits),
-                                                  campaign_ids=campaign_ids)
-            log.info("sync-campaigns: %s", summary.sentence(tenant.tenant_id))
-            out[tenant.tenant_id] = summary
-    return out
+
+        async def one(tenant_id: str) -> SyncSummary:
+            return await sync_tenant_campaigns(engine, AlohubClient(http, tenants[tenant_id], limits=limits),
+                                               campaign_ids=campaign_ids)
+
+        results = await run_per_tenant("sync-campaigns", list(tenants), one,
+                                       concurrency=settings.tenant_concurrency,
+                                       budget_s=settings.tenant_run_budget_s, runs=runs,
+                                       describe=lambda tenant_id, summary: summary.sentence(tenant_id))
+    return {r.tenant_id: r.result for r in results if r.result is not None}

@@ -93,6 +93,12 @@ class AlohubClient:
         # The rate-limit bucket key: the tenant's key identifies its quota, but
         # only a digest of it is kept in memory next to names shown in logs.
         self._quota_key = hashlib.sha256((tenant.api_key or tenant.tenant_id).encode()).hexdigest()[:16]
+        self.limits.configure(self._quota_key, per_second=tenant.max_requests_per_second,
+                              concurrent=tenant.max_concurrent_requests)
+
+    def _observe(self, outcome: str) -> None:
+        if self.limits.observe is not None:
+            self.limits.observe(self.tenant.tenant_id, outcome)
 
     def __repr__(self) -> str:
         return f"AlohubClient(tenant={self.tenant.tenant_id!r}, api_url={self.tenant.api_url!r}, xapi_url={self.tenant.xapi_url!r})"
@@ -140,10 +146,18 @@ class AlohubClient:
                 response = await self._http.request(method, url, headers=headers, params=params, content=content)
             except _RETRYABLE as exc:
                 self.limits.release(ticket, None)
+                self._observe("network_error")
                 last, rate_limited = f"{type(exc).__name__}", False
                 delay = self.retry.backoff(attempt, self._rng)
+            except BaseException:
+                # Cancelled (e.g. the tenant's time budget ran out): the ticket
+                # and its concurrency slot are given back.
+                self.limits.release(ticket, None)
+                raise
             else:
                 status = response.status_code
+                self._observe("ok" if 200 <= status < 300 else "rate_limited" if status == 429
+                              else "server_error" if status >= 500 else "client_error")
                 passed_auth = status != 401
                 retry_after = _retry_after(response.headers.get("retry-after")) if status == 429 else None
                 self.limits.release(ticket, response.headers if passed_auth else None, status=status,

@@ -19,6 +19,12 @@ keeps, per bucket and current window, an estimate of the requests still allowed:
 Windows are aligned to multiples of `window_s` of the wall clock, as Kong's
 fixed windows are. State lives in memory and is shared by every client of the
 process (one object, created by the caller).
+
+Everything is kept per tenant: a tenant whose quota is spent, or that is
+answered 429, waits alone; other tenants' requests go on. On top of the
+gateway's limits, a tenant may have callstore's own (`configure`): at most
+`per_second` requests started per second and `concurrent` in flight at once
+(ALOHUB_MAX_REQUESTS_PER_SECOND, ALOHUB_MAX_CONCURRENT_REQUESTS).
 """
 
 from __future__ import annotations
@@ -63,16 +69,52 @@ class Ticket:
     id: int
     window: int
     buckets: tuple[Bucket, ...]
+    #: The tenant's concurrency slot held by this request (given back on release).
+    slot: asyncio.Semaphore | None = None
+
+
+class _OwnLimits:
+    """A tenant's own limits: starts spaced by 1/per_second, `concurrent` in flight."""
+
+    def __init__(self, per_second: float | None, concurrent: int | None) -> None:
+        self.per_second = per_second
+        self.concurrent = concurrent
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.next = 0.0
+        self.slots = asyncio.Semaphore(concurrent) if concurrent else None
+
+    async def pace(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        delay = self.next - now
+        self.next = max(now, self.next) + self.interval
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 class RateLimits:
     """Buckets by (tenant key, route); one instance per process."""
 
-    def __init__(self, *, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, window_s: float = WINDOW_S, clock: Callable[[], float] = time.time,
+                 observe: Callable[[str, str], None] | None = None) -> None:
         self.window_s = window_s
         self.clock = clock
+        #: Told (tenant id, outcome) for every answer or network error (the per-tenant request metrics).
+        self.observe = observe
         self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._own: dict[str, _OwnLimits] = {}
         self._ids = itertools.count(1)
+
+    def configure(self, tenant: str, *, per_second: float | None = None, concurrent: int | None = None) -> None:
+        """Set a tenant's own limits (kept while they do not change)."""
+        own = self._own.get(tenant)
+        if own is not None and (own.per_second, own.concurrent) == (per_second, concurrent):
+            return
+        if per_second or concurrent:
+            self._own[tenant] = _OwnLimits(per_second, concurrent)
+        else:
+            self._own.pop(tenant, None)
 
     def bucket(self, tenant: str, route: str | None) -> Bucket:
         key = (tenant, route or "")
@@ -86,6 +128,20 @@ class RateLimits:
         return {b.name: (b.estimate if b.limited else None) for b in (self.bucket(tenant, None), self.bucket(tenant, route))}
 
     async def acquire(self, tenant: str, route: str) -> Ticket:
+        own = self._own.get(tenant)
+        slot = own.slots if own is not None else None
+        if own is not None:
+            await own.pace()
+        if slot is not None:
+            await slot.acquire()
+        try:
+            return await self._acquire(tenant, route, slot)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+
+    async def _acquire(self, tenant: str, route: str, slot: asyncio.Semaphore | None) -> Ticket:
         buckets = (self.bucket(tenant, None), self.bucket(tenant, route))
         while True:
             now = self.clock()
@@ -100,7 +156,7 @@ class RateLimits:
                 elif b.limited and b.estimate <= 0:
                     wait = max(wait, (window + 1) * self.window_s - now + _BOUNDARY_MARGIN_S)
             if wait <= 0:
-                ticket = Ticket(next(self._ids), window, buckets)
+                ticket = Ticket(next(self._ids), window, buckets, slot)
                 for b in buckets:
                     if b.limited:
                         b.estimate -= 1
@@ -112,6 +168,8 @@ class RateLimits:
                 retry_after: float | None = None) -> None:
         """Account for the answer to `ticket` (`headers` None: no answer, or one before authentication)."""
         tenant_bucket, route_bucket = ticket.buckets
+        if ticket.slot is not None:
+            ticket.slot.release()
         for b in ticket.buckets:
             b.in_flight.pop(ticket.id, None)
         if headers is None:

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from store.engine import is_unavailable
 from store.recording_store import LocalRecordingStore, RecordingStore, storage_key
 from store.settings import Settings, TenantSettings
+from store.tenant_runs import TenantRuns, TenantsFailed, run_per_tenant
 from sync.media import Downloaded, DownloadError, Expired, Refused, download, resolve_url
 
 log = logging.getLogger("callstore.recordings")
@@ -379,16 +380,21 @@ class Fetcher:
         self.token = ""
 
     async def run(self, *, tenant: str | None = None, call_ids: Sequence[str] | None = None,
-                  retry: bool = False) -> FetchReport:
-        """Fetch what is due; with `retry`, every failed recording first becomes due again."""
+                  retry: bool = False, prepare: bool = True) -> FetchReport:
+        """Fetch what is due; with `retry`, every failed recording first becomes due again.
+
+        Without `prepare`, nothing is enqueued or requeued first (the
+        scheduled job does that once for every tenant, then runs one
+        fetcher per tenant)."""
         report = FetchReport()
         started = time.monotonic()
         self.token = uuid.uuid4().hex
         async with self.engine.begin() as conn:
             if retry:
                 report.retried = await retry_failed(conn, tenant=tenant)
-            report.requeued = await requeue_changed(conn, list(self.tenants.values()))
-            report.enqueued = await enqueue(conn, call_ids=call_ids, tenant=tenant)
+            if prepare:
+                report.requeued = await requeue_changed(conn, list(self.tenants.values()))
+                report.enqueued = await enqueue(conn, call_ids=call_ids, tenant=tenant)
             if self.on_start is not None:
                 self.on_start(await count_due(conn, tenant=tenant, call_ids=call_ids))
         if report.requeued:
@@ -616,11 +622,43 @@ def media_disabled_reason(settings: Settings) -> str | None:
     return None
 
 
-async def run_job(engine: AsyncEngine, settings: Settings) -> FetchReport:
-    """The scheduled job: fetch whatever is due."""
-    fetcher = Fetcher(engine, settings, LocalRecordingStore(settings.recordings_dir))
-    report = await fetcher.run()
+async def run_job(engine: AsyncEngine, settings: Settings, *, runs: TenantRuns | None = None,
+                  store: RecordingStore | None = None) -> FetchReport:
+    """The scheduled job: enqueue what is new for every tenant, then fetch what is
+    due tenant by tenant, each tenant its own task (store/tenant_runs.py): at
+    most CALLSTORE_TENANT_CONCURRENCY tenants at once, each with its own
+    CALLSTORE_RECORDINGS_CONCURRENCY downloads and CALLSTORE_TENANT_RUN_BUDGET;
+    a tenant whose media server is slow holds only its own downloads. Recordings
+    of a tenant no longer configured are not fetched by the job."""
+    store = store or LocalRecordingStore(settings.recordings_dir)
+    report = FetchReport()
+    started = time.monotonic()
+    async with engine.begin() as conn:
+        report.requeued = await requeue_changed(conn, list(settings.tenants))
+        report.enqueued = await enqueue(conn)
+    if report.requeued:
+        log.info("recordings: %d failed ones due again: their tenant's media settings changed", report.requeued)
+
+    async def one(tenant_id: str) -> FetchReport:
+        return await Fetcher(engine, settings, store).run(tenant=tenant_id, prepare=False)
+
+    def said(_: str, r: FetchReport) -> str:
+        counts = ", ".join(f"{n:,} {_COUNT_WORDS.get(k, k)}" for k, n in sorted(r.counts.items()))
+        return f"recordings: {counts or 'nothing due'}"
+
+    results = await run_per_tenant("recordings", [t.tenant_id for t in settings.tenants], one,
+                                   concurrency=settings.tenant_concurrency, budget_s=settings.tenant_run_budget_s,
+                                   runs=runs, describe=said)
+    for r in results:
+        if r.result is not None:
+            for k, n in r.result.counts.items():
+                report.counts[k] = report.counts.get(k, 0) + n
+            report.bytes += r.result.bytes
+    report.seconds = time.monotonic() - started
     if report.attempted or report.enqueued:
         counts = ", ".join(f"{n:,} {_COUNT_WORDS.get(k, k)}" for k, n in sorted(report.counts.items()))
         log.info("Recordings pass: %s newly due; %s.", f"{report.enqueued:,}", counts or "nothing fetched")
+    failed = [(r.tenant_id, r.error or r.outcome) for r in results if r.outcome != "ok"]
+    if failed:
+        raise TenantsFailed("recordings", failed)
     return report

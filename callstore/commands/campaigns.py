@@ -115,6 +115,10 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"  campaign {cid}: {n} calls could belong to more than one contact; "
                       "attributed by the documented rule")
             failed += len(summary.failed)
+        for t in tenants:
+            if t.tenant_id not in out:  # its error is logged above
+                print(f"campaigns of tenant {t.tenant_id}: not synced (see the error above)")
+                failed += 1
         return 1 if failed else 0
 
     return int(run_async(go()))

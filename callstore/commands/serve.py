@@ -66,7 +66,7 @@ async def _serve_on(settings: Settings, role: str, listener: socket.socket) -> N
     # A receiver has a spool: it starts, and acknowledges webhooks, even while
     # an external database is down (events go to the spool); jobs skip their runs meanwhile.
     # A scheduler alone has nothing to do without the database.
-    async with database(settings, pool_size=20, tolerate_outage=role in ("all", "receiver"),
+    async with database(settings, pool_size=pool_size(settings), tolerate_outage=role in ("all", "receiver"),
                         create=True, supervise=True) as engine:
         metrics = Metrics()
         ext = build_extensions(settings, engine, role, metrics)
@@ -98,6 +98,13 @@ async def _serve_on(settings: Settings, role: str, listener: socket.socket) -> N
         if not server.started:
             raise RuntimeError("the server did not start; the reason is logged above")
         log.info("callstore %s stopped", role)
+
+
+def pool_size(settings: Settings) -> int:
+    """Connections kept open (as many again may be opened at peaks): 20, or more
+    when many tenants run at once. A tenant's backfill writes with up to 2
+    connections; the other jobs and the webhook's batches take one at a time."""
+    return max(20, 2 * settings.tenant_concurrency + 8)
 
 
 async def _warn_tokens_to_reissue(engine: AsyncEngine) -> None:

@@ -28,6 +28,8 @@ CALL_LOGS = "call-logs"
 QUEUES = "queues"
 CAMPAIGNS = "campaigns"
 DEFAULT_PAGE_SIZE = 50
+#: How often a held answer looks whether the hold was switched off.
+HOLD_POLL_S = 0.02
 DEFAULT_QUEUE_PAGE_SIZE = 20
 
 Build = Callable[[Request, dict[str, str]], Awaitable[Response]]
@@ -114,6 +116,8 @@ async def _gated(state: FakeState, request: Request, route: str, auth_error: str
         return failure(429, "RATE_LIMIT_EXCEEDED", "Exceeded request limit", headers)
     if state.faults.latency_ms:
         await asyncio.sleep(state.faults.latency_ms / 1000)
+    while state.faults.hold:
+        await asyncio.sleep(HOLD_POLL_S)
     injected = state.faults.roll()
     if injected == 500:
         return failure(500, "FAIL", "System error", headers)

@@ -70,6 +70,9 @@ class Faults:
     error_rate: float = 0.0
     rate429: float = 0.0
     latency_ms: int = 0
+    #: Every API answer waits while this is on (until switched off): a tenant
+    #: that is slow for exactly as long as a test needs.
+    hold: bool = False
     seed: int = 0
     media: dict[str, MediaFault] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
@@ -83,6 +86,9 @@ class Faults:
         rate429 = _rate(body, "rate429", self.rate429)
         latency_ms = _whole(body, "latency_ms", self.latency_ms)
         seed = _whole(body, "seed", self.seed)
+        hold = body.get("hold", self.hold)
+        if not isinstance(hold, bool):
+            raise ValueError(f"hold must be true or false, got {hold!r}")
         media = body.get("media", {})
         if not isinstance(media, dict):
             raise ValueError("media must be an object mapping a recording path to a fault (or null to clear)")
@@ -93,7 +99,7 @@ class Faults:
             parsed[str(path)] = None if spec is None else MediaFault.parse(spec)
         if body.get("clear_media"):
             self.media.clear()
-        self.error_rate, self.rate429, self.latency_ms = error_rate, rate429, latency_ms
+        self.error_rate, self.rate429, self.latency_ms, self.hold = error_rate, rate429, latency_ms, hold
         if "seed" in body:
             self.seed = seed
             self.rng.seed(seed)
@@ -116,6 +122,7 @@ class Faults:
             "error_rate": self.error_rate,
             "rate429": self.rate429,
             "latency_ms": self.latency_ms,
+            "hold": self.hold,
             "seed": self.seed,
             "media": {path: fault.spec() for path, fault in self.media.items()},
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 
@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Mount
 
 from sync.fake import admin, api, media
 from sync.fake.state import FakeState
@@ -26,6 +27,33 @@ def create_app(state: FakeState) -> Starlette:
         routes=[*api.routes(state), *media.routes(state), *admin.routes(state)],
         exception_handlers={ClientDisconnect: _gone},
     )
+
+
+#: Where each tenant of a several-tenant fake is served: ``/t/<name>/...``.
+TENANT_PREFIX = "/t/"
+
+
+def create_multi_app(states: Mapping[str, FakeState]) -> Starlette:
+    """One server for several tenants, each its own fake under ``/t/<name>``.
+
+    Every tenant has its own calls, key, rate limits, statistics and fault
+    switches (``/t/<name>/_fake/faults``: e.g. ``latency_ms`` makes that one
+    tenant slow, ``error_rate`` 1 makes it answer 500 to everything), as if
+    each had its own Alohub: point a tenant's ``api_url`` at
+    ``<base>/t/<name>/api``, ``xapi_url`` and ``media_url`` at ``<base>/t/<name>``.
+    """
+    for name in states:
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise ValueError(f"tenant name {name!r}: letters, digits, '-', '_' and '.' only")
+    return Starlette(
+        routes=[Mount(f"{TENANT_PREFIX}{name}", app=create_app(state)) for name, state in states.items()],
+        exception_handlers={ClientDisconnect: _gone},
+    )
+
+
+def tenant_base(base_url: str, name: str) -> str:
+    """The base URL of one tenant of a several-tenant fake."""
+    return f"{base_url}{TENANT_PREFIX}{name}"
 
 
 async def _gone(request: Request, exc: Exception) -> Response:

@@ -115,3 +115,40 @@ def test_the_per_user_dotenv_is_read_and_the_working_directory_wins(tmp_path: Pa
     s = load_settings({}, dotenv=here, user_dotenv=user)
     assert (s.port, s.log_level) == (9002, "DEBUG")
     assert load_settings({"CALLSTORE_PORT": "9003"}, dotenv=here, user_dotenv=user).port == 9003
+
+
+def test_tenant_fairness_settings(tmp_path: Path) -> None:
+    s = parse_settings({"CALLSTORE_TENANT_CONCURRENCY": "3", "CALLSTORE_TENANT_RUN_BUDGET": "90",
+                        "ALOHUB_MAX_REQUESTS_PER_SECOND": "0.5", "ALOHUB_MAX_CONCURRENT_REQUESTS": "2"})
+    assert (s.tenant_concurrency, s.tenant_run_budget_s) == (3, 90)
+    assert (s.tenants[0].max_requests_per_second, s.tenants[0].max_concurrent_requests) == (0.5, 2)
+    default = parse_settings({})
+    assert (default.tenant_concurrency, default.tenant_run_budget_s) == (8, 600)
+    assert (default.tenants[0].max_requests_per_second, default.tenants[0].max_concurrent_requests) == (None, None)
+    f = tmp_path / "tenants.toml"
+    f.write_text('[tenants.a]\nmax_requests_per_second = 5\nmax_concurrent_requests = 4\n[tenants.b]\n')
+    a, b = parse_settings({"CALLSTORE_TENANTS_FILE": str(f)}).tenants
+    assert (a.max_requests_per_second, a.max_concurrent_requests, b.max_concurrent_requests) == (5.0, 4, None)
+
+
+@pytest.mark.parametrize(("env", "name"), [
+    ({"CALLSTORE_TENANT_CONCURRENCY": "0"}, "CALLSTORE_TENANT_CONCURRENCY"),
+    ({"CALLSTORE_TENANT_RUN_BUDGET": "soon"}, "CALLSTORE_TENANT_RUN_BUDGET"),
+    ({"ALOHUB_MAX_REQUESTS_PER_SECOND": "0"}, "ALOHUB_MAX_REQUESTS_PER_SECOND"),
+    ({"ALOHUB_MAX_REQUESTS_PER_SECOND": "nan"}, "ALOHUB_MAX_REQUESTS_PER_SECOND"),
+    ({"ALOHUB_MAX_REQUESTS_PER_SECOND": "fast"}, "ALOHUB_MAX_REQUESTS_PER_SECOND"),
+    ({"ALOHUB_MAX_CONCURRENT_REQUESTS": "2.5"}, "ALOHUB_MAX_CONCURRENT_REQUESTS"),
+    ({"ALOHUB_MAX_CONCURRENT_REQUESTS": "-1"}, "ALOHUB_MAX_CONCURRENT_REQUESTS"),
+])
+def test_a_wrong_fairness_value_names_the_setting(env: dict[str, str], name: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings(env)
+    assert err.value.setting == name
+
+
+def test_a_wrong_fairness_value_in_a_tenants_file_names_the_key(tmp_path: Path) -> None:
+    f = tmp_path / "tenants.toml"
+    f.write_text('[tenants.a]\nmax_concurrent_requests = true\n')
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"CALLSTORE_TENANTS_FILE": str(f)})
+    assert "[tenants.a] max_concurrent_requests" in str(err.value)
