@@ -303,3 +303,11 @@ async def test_every_statement_names_the_tenant(engine: AsyncEngine) -> None:
 ])
 def test_the_scope_check_tells_scoped_from_unscoped(sql: str, unscoped: list[str]) -> None:
     assert unscoped_references(sql, frozenset(DISTRIBUTED)) == unscoped
+
+
+def test_docs_give_the_layout_of_every_table() -> None:
+    doc = (ROOT / "docs" / "scale.md").read_text()
+    distributed = set(re.findall(r"create_distributed_table\('callstore\.(\w+)', 'tenant_id'", doc))
+    reference = set(re.findall(r"create_reference_table\('callstore\.(\w+)'\)", doc))
+    assert distributed == DISTRIBUTED
+    assert reference == set(REFERENCE)
