@@ -110,10 +110,10 @@ class RecordingsAPI:
         await self.audit.refused(request, status, token, tenant)
         return error(status, detail, code=code)
 
-    async def finish(self, access_id: int, sent: int, complete: bool) -> None:
+    async def finish(self, tenant_id: str, access_id: int, sent: int, complete: bool) -> None:
         try:
             async with self.engine.begin() as conn:
-                await close_access(conn, access_id, sent, complete)
+                await close_access(conn, tenant_id, access_id, sent, complete)
         except Exception:
             # The row written before serving stands (planned bytes); say so loudly.
             log.exception("could not complete audit row %d (%d bytes sent)", access_id, sent)
@@ -177,7 +177,7 @@ class AudioResponse(Response):
                 tg.start_soon(until_disconnect)
         finally:
             with anyio.CancelScope(shield=True):
-                await self.api.finish(self.access_id, sent, complete)
+                await self.api.finish(self.rec.tenant_id, self.access_id, sent, complete)
 
 
 OPENAPI_PATHS: dict[str, Any] = {

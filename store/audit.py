@@ -2,7 +2,7 @@
 route `GET /api/audit/recordings` and `callstore audit list`.
 
 Newest first, by keyset pagination on the row id (the cursor is the last id
-seen); within a tenant the index (tenant_id, id) serves the order.
+seen); within a tenant the primary key (tenant_id, id) serves the order.
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ async def list_accesses(conn: AsyncConnection, q: AccessQuery) -> tuple[list[dic
     if q.before_id is not None:
         params["before"] = q.before_id
         where.append("id < :before")
+    # A refusal that named no known tenant is stored under '' (tenant_id is part of the key) and shown as null.
+    select_list = ", ".join("NULLIF(tenant_id, '') AS tenant_id" if c == "tenant_id" else c for c in COLUMNS)
     sql = f"""
-        SELECT {", ".join(COLUMNS)} FROM callstore.recording_access
+        SELECT {select_list} FROM callstore.recording_access
         {"WHERE " + " AND ".join(where) if where else ""}
         ORDER BY id DESC LIMIT :limit
     """

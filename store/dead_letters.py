@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store.tables import dead_letters
+from store.tables import NO_TENANT, dead_letters
 
 #: Bodies larger than this are kept truncated (the byte count stays exact).
 KEEP_BYTES = 256 * 1024
@@ -36,7 +36,7 @@ async def insert_dead_letters(conn: AsyncConnection, letters: Sequence[DeadLette
         [
             {
                 "received_at": d.received_at,
-                "tenant_id": d.tenant_id,
+                "tenant_id": NO_TENANT if d.tenant_id is None else d.tenant_id,
                 "reason": d.reason,
                 "detail": d.detail[:1000],
                 "body": d.body[:KEEP_BYTES],

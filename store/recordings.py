@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from store.recording_store import LocalRecordingStore, RecordingStore, UnsafeKey
 from store.settings import Settings
+from store.tables import NO_TENANT
 
 log = logging.getLogger("callstore.recordings")
 
@@ -85,16 +86,19 @@ async def open_access(conn: AsyncConnection, access: Access) -> int:
             RETURNING id
             """
         ),
-        {**access.__dict__, "complete": access.bytes_planned == 0},
+        {**access.__dict__, "tenant_id": NO_TENANT if access.tenant_id is None else access.tenant_id,
+         "complete": access.bytes_planned == 0},
     )
     return int(row_id)
 
 
-async def close_access(conn: AsyncConnection, access_id: int, bytes_sent: int, complete: bool) -> None:
-    """Record what was really sent once the response has ended."""
+async def close_access(conn: AsyncConnection, tenant_id: str, access_id: int, bytes_sent: int,
+                       complete: bool) -> None:
+    """Record what was really sent once the response has ended (only served requests, so of a tenant)."""
     await conn.execute(
-        text("UPDATE callstore.recording_access SET bytes_sent = :sent, complete = :complete WHERE id = :id"),
-        {"id": access_id, "sent": bytes_sent, "complete": complete},
+        text("UPDATE callstore.recording_access SET bytes_sent = :sent, complete = :complete "
+             "WHERE tenant_id = :t AND id = :id"),
+        {"t": tenant_id, "id": access_id, "sent": bytes_sent, "complete": complete},
     )
 
 

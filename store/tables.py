@@ -27,6 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 
 SCHEMA = "callstore"
+#: tenant_id of a row kept for a request that named no known tenant (an audit
+#: row, a dead letter): no tenant id is empty, and tenant_id is part of keys.
+NO_TENANT = ""
 metadata = MetaData(schema=SCHEMA)
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
@@ -106,15 +109,17 @@ calls = Table(
 dead_letters = Table(
     "dead_letters",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("received_at", TZ, nullable=False, server_default=NOW),
-    Column("tenant_id", Text),
+    # Migration 0016: '' (no tenant id is empty) when the delivery named no tenant; readers show NULL.
+    Column("tenant_id", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("detail", Text, nullable=False, server_default=text("''")),
     Column("content_type", Text),
     Column("remote_addr", Text),
     Column("body", LargeBinary, nullable=False),
     Column("body_bytes", Integer, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
     Index("dead_letters_received_at", "received_at"),
 )
 
@@ -172,7 +177,7 @@ from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION  # noqa: E402
 alert_rules = Table(
     "alert_rules",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("scope", Text, nullable=False),
     Column("queue_id", BigInteger),
@@ -189,6 +194,7 @@ alert_rules = Table(
     Column("clear_evaluations", Integer),
     Column("cooldown_minutes", Integer),
     Column("updated_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "id"),
     Index("alert_rules_tenant", "tenant_id", unique=True, postgresql_where=text("scope = 'tenant'")),
     Index("alert_rules_queue", "tenant_id", "queue_id", unique=True,
           postgresql_where=text("scope = 'queue' AND queue_id IS NOT NULL")),
@@ -199,7 +205,7 @@ alert_rules = Table(
 alerts = Table(
     "alerts",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("queue_id", BigInteger),
     Column("fired_at", TZ, nullable=False),
@@ -219,13 +225,14 @@ alerts = Table(
     Column("resolve_abandon_rate", DOUBLE_PRECISION),
     Column("rule", JSONB, nullable=False),
     Column("created_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "id"),
     Index("alerts_fired_at", "tenant_id", "fired_at"),
 )
 
 alert_states = Table(
     "alert_states",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("queue_id", BigInteger),
     Column("state", Text, nullable=False),
@@ -245,6 +252,7 @@ alert_states = Table(
     Column("baseline_rate", DOUBLE_PRECISION),
     Column("baseline_upper_bound", DOUBLE_PRECISION),
     Column("updated_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "id"),
     Index("alert_states_queue", "tenant_id", "queue_id", unique=True, postgresql_where=text("queue_id IS NOT NULL")),
     Index("alert_states_unassigned", "tenant_id", unique=True, postgresql_where=text("queue_id IS NULL")),
 )
@@ -259,7 +267,7 @@ alert_cursors = Table(
 alert_outbox = Table(
     "alert_outbox",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("alert_id", BigInteger),
     Column("kind", Text, nullable=False),
@@ -272,6 +280,7 @@ alert_outbox = Table(
     Column("sent_at", TZ),
     Column("failed_at", TZ),
     Column("last_error", Text),
+    PrimaryKeyConstraint("tenant_id", "id"),
     Index("alert_outbox_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),
     Index("alert_outbox_alert", "alert_id"),
 )
@@ -279,13 +288,16 @@ alert_outbox = Table(
 alert_delivery_failures = Table(
     "alert_delivery_failures",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    # Migration 0016: the tenant of the outbox row.
+    Column("tenant_id", Text, nullable=False),
     Column("outbox_id", BigInteger, nullable=False),
     Column("notifier", Text, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("attempted_at", TZ, nullable=False, server_default=NOW),
     Column("http_status", Integer),
     Column("error", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "id"),
     Index("alert_delivery_failures_outbox", "outbox_id"),
 )
 
@@ -305,7 +317,7 @@ spool_progress = Table(
 ingest_runs = Table(
     "ingest_runs",
     metadata,
-    Column("run_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("run_id", BigInteger, Identity(always=True), nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("kind", Text, CheckConstraint("kind IN ('scheduled', 'manual')"), nullable=False),
     Column("source", Text, nullable=False),
@@ -322,6 +334,7 @@ ingest_runs = Table(
         nullable=False, server_default=text("'running'"),
     ),
     Column("error", Text),
+    PrimaryKeyConstraint("tenant_id", "run_id"),
     Index("ingest_runs_tenant_started", "tenant_id", "started_at"),
 )
 
@@ -336,7 +349,7 @@ ingest_ledger = Table(
     Column("changed", Integer, nullable=False, server_default=text("0")),
     Column("changed_fields", JSONB, nullable=False, server_default=text("'{}'")),
     Column("webhook_only", Integer, nullable=False, server_default=text("0")),
-    PrimaryKeyConstraint("run_id", "day"),
+    PrimaryKeyConstraint("tenant_id", "run_id", "day"),
 )
 
 sync_cursors = Table(
@@ -355,7 +368,7 @@ sync_cursors = Table(
 queue_thresholds = Table(
     "queue_thresholds",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("tenant_id", Text, nullable=False),
     Column("queue_id", BigInteger),
     Column("valid_from", TZ, nullable=False, server_default=text("'-infinity'")),
@@ -363,6 +376,7 @@ queue_thresholds = Table(
     Column("short_abandon_seconds", Integer, CheckConstraint("short_abandon_seconds >= 0"), nullable=False),
     Column("note", Text, nullable=False, server_default=text("''")),
     Column("created_at", TZ, nullable=False, server_default=NOW),
+    PrimaryKeyConstraint("tenant_id", "id"),
     Index("queue_thresholds_queue", "tenant_id", "queue_id", "valid_from"),
 )
 
@@ -463,11 +477,12 @@ recording_scan = Table(
 recording_access = Table(
     "recording_access",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("accessed_at", TZ, nullable=False, server_default=NOW),
     Column("token_id", BigInteger),
     Column("token_name", Text),
-    Column("tenant_id", Text),  # NULL: a refused request that named no known tenant
+    # '' (no tenant id is empty): a refused request that named no known tenant; readers show NULL.
+    Column("tenant_id", Text, nullable=False),
     Column("call_id", Text, nullable=False),
     Column("client_addr", Text),
     Column("method", Text, nullable=False),
@@ -480,9 +495,10 @@ recording_access = Table(
     Column("complete", Boolean, nullable=False),
     Column("sha256", Text),
     Column("user_name", Text),
+    # Also serves GET /api/audit/recordings: one tenant, newest first, keyset on id.
+    PrimaryKeyConstraint("tenant_id", "id"),
     Index("recording_access_call", "tenant_id", "call_id", "accessed_at"),
     Index("recording_access_time", "accessed_at"),
-    Index("recording_access_tenant", "tenant_id", "id"),
 )
 
 # --- coordination (migration 0008): rows only the service may lock ---
@@ -691,3 +707,44 @@ campaign_rollup_daily = Table(
     Column("talk_sum", BigInteger, nullable=False),
     PrimaryKeyConstraint("tenant_id", "campaign_id", "local_date"),
 )
+
+
+# --- distribution (docs/scale.md) ---------------------------------------------
+#
+# Every table of schema callstore is one of two kinds, so that the schema can be
+# spread over several PostgreSQL servers (Citus) by tenant without a redesign:
+# - distributed: holds a tenant's data and grows with it. tenant_id is NOT NULL
+#   and the first column of the primary key and of every unique constraint or
+#   index, so all of a tenant's rows can live on one server and every key
+#   lookup names the server;
+# - reference: small, and read before any tenant is known or by every tenant;
+#   under Citus a copy lives on every server.
+# tests/store/test_distribution.py checks the migrated schema against these.
+
+DISTRIBUTED: frozenset[str] = frozenset({
+    "raw_events", "calls", "dead_letters", "queues", "queue_mappings",
+    "alert_rules", "alerts", "alert_states", "alert_cursors", "alert_outbox", "alert_delivery_failures",
+    "ingest_runs", "ingest_ledger", "sync_cursors",
+    "queue_thresholds", "rollup_dirty", "queue_rollup_15m", "queue_rollup_hourly", "queue_rollup_daily",
+    "recordings", "recording_downloads", "recording_access",
+    "agent_rollup_daily", "agent_dirty",
+    "campaigns", "campaign_lists", "campaign_contacts", "campaign_contact_changes", "campaign_dirty",
+    "campaign_attempts", "campaign_rollup_daily",
+})
+
+#: Table name -> why it is a reference table.
+REFERENCE: dict[str, str] = {
+    "tenants": "one row per tenant, joined by every view and trigger that needs a tenant's zone",
+    "api_tokens": "read to learn the tenant of a request (the token names it); the operator's token has none; "
+                  "one row per token",
+    "users": "a bare login name is looked up in every tenant before the tenant is known; one row per person",
+    "console_sessions": "found by the cookie before the tenant is known; one row per live session "
+                        "(idle ones are deleted)",
+    "console_logins": "login throttling by name and address, before any tenant is known; rows per login attempt",
+    "console_secrets": "the deployment's own secrets (the cookie signing key); a handful of rows",
+    "job_leases": "which replica runs each scheduled job; one row per job",
+    "locks": "rows locked to serialise jobs; one row per serialisation point",
+    "spool_progress": "the receiver host's spool segments being drained, not a tenant's data; "
+                      "deleted once drained",
+    "recording_scan": "the recordings enqueuer's one cursor over every tenant's calls",
+}

@@ -207,7 +207,7 @@ async def _backfill(engine: AsyncEngine, tenant: TenantSettings, source: History
             end = report.covered_until or window.start
             only = await ledger.webhook_only(conn, tenant.tenant_id, tenant.timezone, window.start, end)
             await ledger.add_to_ledger(conn, run_id, tenant.tenant_id, only)
-            await ledger.finish_run(conn, run_id, "ok")
+            await ledger.finish_run(conn, run_id, tenant.tenant_id, "ok")
         report.tally.add(only)
         report.status = "ok"
     except BaseException as exc:
@@ -225,7 +225,7 @@ async def _backfill(engine: AsyncEngine, tenant: TenantSettings, source: History
             await writer.drain()
         with contextlib.suppress(Exception):
             async with engine.begin() as conn:
-                await ledger.finish_run(conn, run_id, report.status, report.error[:1000])
+                await ledger.finish_run(conn, run_id, tenant.tenant_id, report.status, report.error[:1000])
         raise
     finally:
         report.elapsed_s = time.monotonic() - started
@@ -314,7 +314,7 @@ class _Writer:
             result = await ingest(conn, batch, self.tenants, track_changes=True)
             tally.changes(result.changes, day_of, default)
             await ledger.add_to_ledger(conn, self.report.run_id, self.tenant.tenant_id, tally)
-            await ledger.progress_run(conn, self.report.run_id, pages, len(batch), covered)
+            await ledger.progress_run(conn, self.report.run_id, self.tenant.tenant_id, pages, len(batch), covered)
             if covered is not None and self.cursor is not None:
                 await ledger.advance_cursor(conn, self.tenant.tenant_id, self.cursor, covered)
         self.report.pages += pages

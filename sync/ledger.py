@@ -95,7 +95,7 @@ _ADD_LEDGER = text(
     SELECT :run_id, :tenant_id, u.day, u.records, u.first_seen, u.changed, u.fields, u.webhook_only
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS u(day date, records int, first_seen int, changed int, fields jsonb, webhook_only int)
-    ON CONFLICT (run_id, day) DO UPDATE SET
+    ON CONFLICT (tenant_id, run_id, day) DO UPDATE SET
         records = l.records + excluded.records,
         first_seen = l.first_seen + excluded.first_seen,
         changed = l.changed + excluded.changed,
@@ -175,7 +175,7 @@ async def resume_point(conn: AsyncConnection, tenant_id: str, source: str, start
     return row.covered_until  # type: ignore[no-any-return]
 
 
-async def progress_run(conn: AsyncConnection, run_id: int, pages: int, records: int,
+async def progress_run(conn: AsyncConnection, run_id: int, tenant_id: str, pages: int, records: int,
                        covered_until: datetime | None) -> None:
     await conn.execute(
         text(
@@ -183,17 +183,19 @@ async def progress_run(conn: AsyncConnection, run_id: int, pages: int, records: 
             UPDATE callstore.ingest_runs
             SET pages = pages + :p, records = records + :r,
                 covered_until = greatest(covered_until, coalesce(CAST(:c AS timestamptz), covered_until))
-            WHERE run_id = :id
+            WHERE tenant_id = :t AND run_id = :id
             """
         ),
-        {"id": run_id, "p": pages, "r": records, "c": covered_until},
+        {"t": tenant_id, "id": run_id, "p": pages, "r": records, "c": covered_until},
     )
 
 
-async def finish_run(conn: AsyncConnection, run_id: int, status: str, error: str | None = None) -> None:
+async def finish_run(conn: AsyncConnection, run_id: int, tenant_id: str, status: str,
+                     error: str | None = None) -> None:
     await conn.execute(
-        text("UPDATE callstore.ingest_runs SET status = :s, error = :e, finished_at = now() WHERE run_id = :id"),
-        {"id": run_id, "s": status, "e": error},
+        text("UPDATE callstore.ingest_runs SET status = :s, error = :e, finished_at = now() "
+             "WHERE tenant_id = :t AND run_id = :id"),
+        {"t": tenant_id, "id": run_id, "s": status, "e": error},
     )
 
 
@@ -248,7 +250,8 @@ _METRICS = text(
            coalesce((SELECT sum(l.first_seen) FROM callstore.ingest_ledger l WHERE l.tenant_id = r.tenant_id), 0),
            coalesce((SELECT sum(l.changed) FROM callstore.ingest_ledger l WHERE l.tenant_id = r.tenant_id), 0),
            coalesce((SELECT sum(l.webhook_only) FROM callstore.ingest_ledger l
-                      WHERE l.run_id = (SELECT max(x.run_id) FROM callstore.ingest_runs x
+                      WHERE l.tenant_id = r.tenant_id
+                        AND l.run_id = (SELECT max(x.run_id) FROM callstore.ingest_runs x
                                          WHERE x.tenant_id = r.tenant_id AND x.status = 'ok')), 0)
     FROM callstore.ingest_runs r
     GROUP BY r.tenant_id

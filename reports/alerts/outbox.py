@@ -50,12 +50,13 @@ class Delivered:
 
 
 _DUE = text("""
-    SELECT o.id, o.notifier, o.message_id, CAST(o.payload AS text) AS payload, o.attempts
+    SELECT o.tenant_id, o.id, o.notifier, o.message_id, CAST(o.payload AS text) AS payload, o.attempts
     FROM callstore.alert_outbox o
     WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= now()
       -- keep each alert's messages in order per notifier: a resolve never overtakes its fire
       AND NOT EXISTS (SELECT 1 FROM callstore.alert_outbox e
-                      WHERE e.alert_id = o.alert_id AND e.notifier = o.notifier AND e.id < o.id
+                      WHERE e.tenant_id = o.tenant_id AND e.alert_id = o.alert_id AND e.notifier = o.notifier
+                        AND e.id < o.id
                         AND e.sent_at IS NULL AND e.failed_at IS NULL)
     ORDER BY o.id
     LIMIT :limit
@@ -80,22 +81,22 @@ async def deliver(engine: AsyncEngine, notifiers: Mapping[str, Notifier], client
             log.warning("alert message %s to %s failed (attempt %d%s): %s", row.message_id, row.notifier,
                         row.attempts + 1, ", giving up" if final else "", exc.reason)
             async with engine.begin() as conn:
-                await _failed(conn, row.id, row.notifier, row.attempts + 1, exc, final)
+                await _failed(conn, row.tenant_id, row.id, row.notifier, row.attempts + 1, exc, final)
             continue
         done.sent += 1
         async with engine.begin() as conn:
             await conn.execute(
                 text("UPDATE callstore.alert_outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL "
-                     "WHERE id = :id"), {"id": row.id})
+                     "WHERE tenant_id = :t AND id = :id"), {"t": row.tenant_id, "id": row.id})
     return done
 
 
-async def _failed(conn: AsyncConnection, outbox_id: int, notifier: str, attempt: int, exc: DeliveryError,
-                  final: bool) -> None:
+async def _failed(conn: AsyncConnection, tenant_id: str, outbox_id: int, notifier: str, attempt: int,
+                  exc: DeliveryError, final: bool) -> None:
     await conn.execute(
-        text("INSERT INTO callstore.alert_delivery_failures (outbox_id, notifier, attempt, http_status, error) "
-             "VALUES (:id, :n, :a, :s, :e)"),
-        {"id": outbox_id, "n": notifier, "a": attempt, "s": exc.http_status, "e": exc.reason},
+        text("INSERT INTO callstore.alert_delivery_failures (tenant_id, outbox_id, notifier, attempt, http_status, "
+             "error) VALUES (:t, :id, :n, :a, :s, :e)"),
+        {"t": tenant_id, "id": outbox_id, "n": notifier, "a": attempt, "s": exc.http_status, "e": exc.reason},
     )
     await conn.execute(
         text("""
@@ -103,7 +104,7 @@ async def _failed(conn: AsyncConnection, outbox_id: int, notifier: str, attempt:
             SET attempts = :a, last_error = :e,
                 failed_at = CASE WHEN :final THEN now() END,
                 next_attempt_at = now() + make_interval(mins => least(power(2, :a - 1)::int, :cap))
-            WHERE id = :id
+            WHERE tenant_id = :t AND id = :id
         """),
-        {"id": outbox_id, "a": attempt, "e": exc.reason, "final": final, "cap": MAX_PAUSE_MINUTES},
+        {"t": tenant_id, "id": outbox_id, "a": attempt, "e": exc.reason, "final": final, "cap": MAX_PAUSE_MINUTES},
     )

@@ -151,7 +151,8 @@ async def set_rule(conn: AsyncConnection, tenant_id: str, queue: QueueId | str, 
             )
         else:
             await conn.execute(
-                text(f"UPDATE callstore.alert_rules SET {sets}, updated_at = now() WHERE id = :id"), {"id": found, **values}
+                text(f"UPDATE callstore.alert_rules SET {sets}, updated_at = now() WHERE tenant_id = :t AND id = :id"),
+                {"t": tenant_id, "id": found, **values},
             )
     book = await load_rules(conn, tenant_id)
     rule = book.tenant if queue == "tenant" else book.for_queue(queue)  # type: ignore[arg-type]

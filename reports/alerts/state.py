@@ -86,8 +86,9 @@ async def evaluate_tenant(conn: AsyncConnection, tenant: TenantSettings, now: da
             peaks[s.queue_id] = max(rate, peaks.get(s.queue_id, 0.0))
     for q, peak in peaks.items():
         await conn.execute(
-            text("UPDATE callstore.alerts SET peak_abandon_rate = greatest(peak_abandon_rate, :p) WHERE id = :id"),
-            {"p": peak, "id": alert_ids[q]})
+            text("UPDATE callstore.alerts SET peak_abandon_rate = greatest(peak_abandon_rate, :p) "
+                 "WHERE tenant_id = :t AND id = :id"),
+            {"t": tenant.tenant_id, "p": peak, "id": alert_ids[q]})
     for q, s in last_step.items():
         await _save_state(conn, tenant.tenant_id, stored.get(q), s, alert_ids.get(q))
     await conn.execute(
@@ -134,8 +135,10 @@ async def _open_alert(conn: AsyncConnection, tenant: TenantSettings, s: Step, na
 async def _close_alert(conn: AsyncConnection, tenant: TenantSettings, s: Step, name: str | None, alert_id: int,
                        notifiers: Sequence[str]) -> None:
     await conn.execute(
-        text("UPDATE callstore.alerts SET resolved_at = :at, resolve_abandon_rate = :rate WHERE id = :id"),
-        {"at": s.at, "rate": s.verdict.figures.reportable_rate(s.rule.min_offered), "id": alert_id})
+        text("UPDATE callstore.alerts SET resolved_at = :at, resolve_abandon_rate = :rate "
+             "WHERE tenant_id = :t AND id = :id"),
+        {"t": tenant.tenant_id, "at": s.at, "rate": s.verdict.figures.reportable_rate(s.rule.min_offered),
+         "id": alert_id})
     # Everyone who gave up from the window that fired the alert until now: the full callback list.
     fired = s.state.fired_at or s.at
     since = fired - timedelta(minutes=s.rule.window_minutes)
@@ -170,5 +173,5 @@ async def _save_state(conn: AsyncConnection, tenant_id: str, stored: Stored | No
                 offered = :offered, abandoned = :abandoned, short_abandoned = :short, handled = :handled,
                 abandon_rate = :rate, rate_lower_bound = :lower, baseline_rate = :brate,
                 baseline_upper_bound = :bupper, updated_at = now()
-            WHERE id = :id AND tenant_id = :t AND queue_id IS NOT DISTINCT FROM :q
+            WHERE tenant_id = :t AND id = :id AND queue_id IS NOT DISTINCT FROM :q
         """), {**values, "id": stored.id})
