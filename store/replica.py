@@ -145,6 +145,7 @@ class ReadRouting:
         """The replica cannot be reached: reads go to the primary for at least `backoff_s`."""
         self._down_until = self._clock() + self.backoff_s
         self._stale_pool = True
+        self.lag_s = None
         self._set(UNREACHABLE, detail)
 
     # -- the probe -------------------------------------------------------------
@@ -194,9 +195,7 @@ class ReadRouting:
                 async with self._probe_engine.connect() as conn:
                     in_recovery, replayed = (await conn.execute(_REPLICA_POSITION)).one()
         except Exception as exc:  # noqa: BLE001 - any failure: not usable now
-            self._down_until = self._clock() + self.backoff_s
-            self._stale_pool = True
-            self._set(UNREACHABLE, type(_driver_error(exc)).__name__)
+            self.set_aside(type(_driver_error(exc)).__name__)
             return
         if not in_recovery:
             # A promoted standby no longer follows this primary: its data drifts away.
