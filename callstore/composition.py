@@ -33,6 +33,7 @@ from reports.rollups import refresh_job
 from store.jobs import Job
 from store.recording_store import LocalRecordingStore
 from store.recordings import archive_metrics, retention_disabled_reason, retention_job
+from store.replica import ReadRouting
 from store.settings import Settings
 from store.tenant_runs import tenant_metrics
 from sync import recordings
@@ -61,38 +62,49 @@ def build_jobs(settings: Settings) -> list[Job]:
 
 
 def build_extensions(settings: Settings, engine: AsyncEngine, role: str, metrics: Metrics, *,
-                     spool: bool = True) -> Extensions:
+                     spool: bool = True, reads: ReadRouting | None = None) -> Extensions:
     """What `serve --role ROLE` plugs into the receiver app.
 
     Receivers (roles all and receiver) serve the webhook and every /api route,
     with the durable spool unless `spool` is False (tests of other parts).
     A scheduler serves only /healthz, /readyz and /metrics: it has no spool,
     so it must not take webhooks (it answers 404 to them).
+
+    `reads` sends the read-only routes (/api GETs, reports, console pages) to
+    the read replica while it is healthy; everything that writes, or must read
+    what it has just written (webhook, tokens, console login and sessions,
+    the recording download and its audit, alert rules), uses `engine`.
     """
     if role == "scheduler":
         return Extensions(metrics_sources=[alert_metrics, ledger_metrics, archive_metrics, tenant_metrics],
                           webhook=False)
+    reads = reads or ReadRouting(engine)
 
     async def queues(params: Mapping[str, str]) -> tuple[str, bytes]:
-        return await queue_report(engine, settings, params, formats=("json", "csv", "xlsx"))
+        return await reads.read(lambda e: queue_report(e, settings, params, formats=("json", "csv", "xlsx")))
 
     async def agents(params: Mapping[str, str]) -> tuple[str, bytes]:
-        return await agent_report(engine, settings, params, formats=("json", "csv", "xlsx"))
+        return await reads.read(lambda e: agent_report(e, settings, params, formats=("json", "csv", "xlsx")))
 
     async def campaigns(params: Mapping[str, str]) -> tuple[str, bytes]:
-        return await campaign_report(engine, settings, params, formats=("json", "csv"))
+        return await reads.read(lambda e: campaign_report(e, settings, params, formats=("json", "csv")))
 
     store = LocalRecordingStore(settings.recordings_dir)
     audit = RefusalAudit(engine, [t.tenant_id for t in settings.tenants])
+    # The download reads the recording's state on the primary: a file stored a
+    # moment ago is served, never refused (and audited as refused) by a lagging replica.
     recordings_api = RecordingsAPI(engine, store, audit)
     ext = Extensions(
-        routes=[*report_routes(queues, agents, campaigns), *CallsAPI(engine, settings).routes(),
-                *recordings_api.routes(), *AuditAPI(engine, settings).routes(),
-                *Console(settings, engine, recordings_api).routes()],
+        routes=[*report_routes(queues, agents, campaigns), *CallsAPI(reads, settings).routes(),
+                *recordings_api.routes(), *AuditAPI(reads, settings).routes(),
+                *Console(settings, engine, recordings_api, reads).routes()],
         openapi_paths={**REPORTS_OPENAPI, **CALLS_PATHS, **RECORDINGS_PATHS, **AUDIT_PATHS},
         metrics_sources=[alert_metrics, ledger_metrics, archive_metrics, tenant_metrics],
         on_refused=audit.middleware_refused,
+        reads=reads,
     )
+    if reads.configured:
+        ext.lifespans = [*ext.lifespans, reads.running]
     if spool:
         ext = spool_extensions(ext, settings, engine, metrics)
     return ext

@@ -19,6 +19,7 @@ from store.embedded import supervise as supervise_embedded
 from store.engine import create_engine, is_unavailable
 from store.errors import ConfigError
 from store.logs import Redact, settings_secrets, setup_logging
+from store.replica import PROBE_TIMEOUT_S, ReadRouting, masked_url
 from store.settings import Settings, TenantSettings, load_settings, user_dotenv_path
 
 log = logging.getLogger("callstore")
@@ -158,6 +159,29 @@ async def database(settings: Settings, *, upgrade: bool = True, pool_size: int =
             await asyncio.to_thread(server.stop)
         if server is not None and owned:
             server.release_supervision()
+
+
+@contextlib.asynccontextmanager
+async def read_routing(settings: Settings, engine: AsyncEngine, *, pool_size: int = 10) -> AsyncIterator[ReadRouting]:
+    """Where reads go: DATABASE_READ_URL's replica while it is healthy, else `engine` (the primary).
+
+    Nothing is connected here: an unreachable replica never stops a start, the
+    probe (`ReadRouting.running`, in the app's lifespan) finds out and says so.
+    """
+    url = settings.database_read_url
+    if url is None:
+        yield ReadRouting(engine)
+        return
+    # Connections to the replica give up sooner than the primary's: reads
+    # then go to the primary, which the request is waiting for.
+    replica = create_engine(url, pool_size=pool_size, application_name="callstore-read", connect_timeout=3)
+    probe = create_engine(url, pool_size=1, application_name="callstore-read-probe", connect_timeout=PROBE_TIMEOUT_S,
+                          command_timeout=PROBE_TIMEOUT_S)
+    try:
+        yield ReadRouting(engine, replica, probe=probe, where=masked_url(url), max_lag_s=settings.read_max_lag_s)
+    finally:
+        await replica.dispose()
+        await probe.dispose()
 
 
 async def _prepare(engine: AsyncEngine, settings: Settings) -> None:

@@ -1,6 +1,10 @@
 """The console's pages: login, wallboard, reports, campaigns, calls, a call, its
 recording, alerts and the access audit. Each handler parses, calls the query functions
 that /api and the command line use, and renders; none has SQL of its own.
+
+Pages that only read go through the read routing (the read replica while it is
+healthy); login, sessions, playback and its audit, and the alert rules (a page
+shown right after they were saved) use the primary.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -40,6 +44,7 @@ from store.audit import AccessQuery, list_accesses
 from store.calls_query import call_events, call_recording, find_calls, search_calls
 from store.engine import is_unavailable
 from store.recordings import Access, find_recordings, open_access
+from store.replica import ReadRouting
 from store.settings import Settings
 from store.users import login_candidates, touch_login, verify_password
 
@@ -55,9 +60,11 @@ def _version() -> str:
 
 
 class Console:
-    def __init__(self, settings: Settings, engine: AsyncEngine, audio: RecordingsAPI) -> None:
+    def __init__(self, settings: Settings, engine: AsyncEngine, audio: RecordingsAPI,
+                 reads: ReadRouting | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        self.reads = reads or ReadRouting(engine)
         self.web = Web(settings, engine, _version())
         #: Playback shares the API's storage, streaming and audit completion.
         self.audio = audio
@@ -154,9 +161,11 @@ class Console:
         start = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
         end = (start + timedelta(days=1, hours=2)).replace(hour=0)  # the next local midnight, DST or not
         req = QueueReportRequest(ctx.tenant_id, zone, start, end, "day", None, "json")
-        async with self.engine.connect() as conn:
-            rows = await read_queue_report(conn, req, None)
-            alerts = [a for a in await recent_alerts(conn, ctx.tenant_id, 20) if a["state"] == "firing"]
+        async def read(conn: AsyncConnection) -> tuple[list[Any], list[dict[str, Any]]]:
+            return await read_queue_report(conn, req, None), await recent_alerts(conn, ctx.tenant_id, 20)
+
+        rows, recent = await self.reads.run(read)
+        alerts = [a for a in recent if a["state"] == "firing"]
         firing = {a["queue_id"] for a in alerts}
         return {"tiles": views.tiles(rows, ctx.locale, firing), "alerts": alerts, "day": start}
 
@@ -184,10 +193,12 @@ class Console:
             req = parse_request(params, self.settings, formats=("json",))
         except (InvalidParameter, BadParameter) as exc:
             return self.web.show(ctx, "reports.html", 400, error=str(exc), form=form_values, **views.empty_report())
+        async def read(conn: AsyncConnection) -> tuple[Any, list[Any]]:
+            queue = await resolve_queue(conn, req.tenant_id, req.queue)
+            return queue, await read_queue_report(conn, req, queue)
+
         try:
-            async with self.engine.connect() as conn:
-                queue = await resolve_queue(conn, req.tenant_id, req.queue)
-                rows = await read_queue_report(conn, req, queue)
+            queue, rows = await self.reads.run(read)
         except InvalidParameter as exc:
             return self.web.show(ctx, "reports.html", 400, error=str(exc), form=form_values, **views.empty_report())
         if qp.get("format") == "csv":
@@ -208,8 +219,7 @@ class Console:
             "tenant": ctx.tenant_id,
         }
         form_values = {**params, "campaign": params["campaign"] or ""}
-        async with self.engine.connect() as conn:
-            known = await read_campaigns(conn, ctx.tenant_id)
+        known = await self.reads.run(lambda conn: read_campaigns(conn, ctx.tenant_id))
         try:
             views.check_report_params(params)
             req = parse_campaign_request(params, self.settings, formats=("json",))
@@ -219,8 +229,7 @@ class Console:
         # Another tenant's campaign (or one never followed) does not exist here.
         if req.campaign is not None and all(c["campaign_id"] != req.campaign for c in known):
             return self.web.not_found(ctx)
-        async with self.engine.connect() as conn:
-            rows = await read_campaign_report(conn, req)
+        rows = await self.reads.run(lambda conn: read_campaign_report(conn, req))
         if qp.get("format") == "csv":
             media, body = render_campaigns(dataclasses.replace(req, format="csv"), rows)
             return Response(body, media_type=media, headers={
@@ -236,8 +245,7 @@ class Console:
         except BadParameter as exc:
             return self.web.show(ctx, "calls.html", 400, error=str(exc), calls=[], next_url=None,
                                  form=dict(request.query_params))
-        async with self.engine.connect() as conn:
-            calls, cursor = await search_calls(conn, search)
+        calls, cursor = await self.reads.run(lambda conn: search_calls(conn, search))
         next_url = None
         if cursor is not None:
             next_url = views.with_param(request, "cursor", cursor.encode())
@@ -248,15 +256,21 @@ class Console:
         call_id = request.path_params["call_id"]
         if "\x00" in call_id or len(call_id) > 256:
             return self.web.not_found(ctx)
-        async with self.engine.connect() as conn:
+        full = ctx.session.user.allows("compliance")
+
+        async def read(conn: AsyncConnection) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                       dict[str, Any] | None, list[dict[str, Any]]]:
             found = await find_calls(conn, call_id, ctx.tenant_id)
             if not found:
-                return self.web.not_found(ctx)
-            events = await call_events(conn, ctx.tenant_id, call_id)
-            recording = await call_recording(conn, ctx.tenant_id, call_id)
+                return [], [], None, []
             accesses = (await list_accesses(conn, AccessQuery(ctx.tenant_id, call_id=call_id, limit=50)))[0] \
-                if ctx.session.user.allows("compliance") else []
-        full = ctx.session.user.allows("compliance")
+                if full else []
+            return (found, await call_events(conn, ctx.tenant_id, call_id),
+                    await call_recording(conn, ctx.tenant_id, call_id), accesses)
+
+        found, events, recording, accesses = await self.reads.run(read)
+        if not found:
+            return self.web.not_found(ctx)
         return self.web.show(ctx, "call.html", call=found[0], timeline=views.timeline(events, full),
                              recording=recording, accesses=accesses, can_play=full)
 
@@ -327,9 +341,13 @@ class Console:
 
     async def alerts(self, request: Request, ctx: Ctx, status: int = 200, error: str | None = None) -> Response:
         now = datetime.now(timezone.utc)
-        async with self.engine.connect() as conn:
+        async def read(conn: AsyncConnection) -> tuple[list[dict[str, Any]], dict[Any, Any]]:
             alerts = await recent_alerts(conn, ctx.tenant_id, 50)
-            callbacks = {a["alert_id"]: await callback_list(conn, ctx.tenant_id, a, now) for a in alerts[:10]}
+            return alerts, {a["alert_id"]: await callback_list(conn, ctx.tenant_id, a, now) for a in alerts[:10]}
+
+        alerts, callbacks = await self.reads.run(read)
+        # The rules from the primary: this page is shown right after they are saved.
+        async with self.engine.connect() as conn:
             book = await load_rules(conn, ctx.tenant_id)
         return self.web.show(ctx, "alerts.html", status, alerts=alerts, callbacks=callbacks, book=book,
                              fields=FIELDS, defaults=DEFAULT_RULE, error=error)
@@ -357,8 +375,7 @@ class Console:
             f = views.parse_audit_filter(request.query_params, ctx.tenant)
         except BadParameter as exc:
             return self.web.show(ctx, "audit.html", 400, error=str(exc), rows=[], form=dict(request.query_params))
-        async with self.engine.connect() as conn:
-            rows, _ = await list_accesses(conn, f)
+        rows, _ = await self.reads.run(lambda conn: list_accesses(conn, f))
         if request.query_params.get("format") == "csv":
             out = io.StringIO()
             w = csv.writer(out, lineterminator="\n")

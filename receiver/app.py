@@ -29,6 +29,7 @@ from receiver.request_id import HEADER, RequestId, headers_too_large, identify
 from receiver.webhook import KeyRing, Webhook
 from store.ingest import IngestResult
 from store.migrate import head_revisions
+from store.replica import ReadRouting
 from store.settings import Settings
 
 log = logging.getLogger("callstore.receiver")
@@ -53,12 +54,16 @@ class Extensions:
     webhook: bool = True
     #: Told of every request that the token check refuses (the recording audit).
     on_refused: OnRefused | None = None
+    #: Where the routes' reads go (primary or read replica): /readyz and /metrics report it.
+    reads: ReadRouting | None = None
 
 
 def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None = None,
                metrics: Metrics | None = None) -> "WebhookFastPath":
     ext = ext or Extensions()
     metrics = metrics or Metrics()
+    if ext.reads is not None and ext.reads.configured:
+        metrics.watch_replica(ext.reads)
     tenants = {t.tenant_id: t for t in settings.tenants}
 
     def on_commit(items: Sequence[object], result: IngestResult, seconds: float) -> None:
@@ -93,7 +98,7 @@ def create_app(settings: Settings, engine: AsyncEngine, ext: Extensions | None =
         # Reached only for errors (wrong method): see WebhookFastPath.
         *([Route(WEBHOOK_PATH, webhook.endpoint, methods=["POST"])] if ext.webhook else []),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", Readiness(engine, head_revisions(), ext.spool_status).endpoint, methods=["GET"]),
+        Route("/readyz", Readiness(engine, head_revisions(), ext.spool_status, ext.reads).endpoint, methods=["GET"]),
         Route("/metrics", metrics.endpoint_with(engine, ext.metrics_sources, settings.metrics_token), methods=["GET"]),
         Route("/openapi.json", OpenAPI(ext.openapi_paths, webhook=ext.webhook).endpoint, methods=["GET"]),
         *ext.routes,

@@ -1,6 +1,7 @@
 """`GET /api/calls` (search) and `GET /api/calls/{call_id}` (one call and its raw events).
 
-Both read the caller's tenant only (`receiver.auth.caller`). Raw webhook
+Both read the caller's tenant only (`receiver.auth.caller`), through the
+read routing (the read replica while it is healthy, else the primary). Raw webhook
 payloads are for compliance and admin tokens: a reader sees each event's
 recording URL without its query string and credentials (a signed media URL
 would otherwise hand out the recording), and no payload.
@@ -14,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -37,6 +38,7 @@ from store.calls_query import (
 )
 from store.local_time import in_zone, tenant_zone
 from store.phone import canonical_phone
+from store.replica import ReadRouting
 from store.settings import Settings
 
 
@@ -87,8 +89,8 @@ def _json(body: object) -> Response:
 
 
 class CallsAPI:
-    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
-        self.engine = engine
+    def __init__(self, reads: ReadRouting, settings: Settings) -> None:
+        self.reads = reads
         self.settings = settings
 
     def routes(self) -> list[Route]:
@@ -103,8 +105,7 @@ class CallsAPI:
             q = parse_search(request.query_params, self.settings, who.tenant)
         except BadParameter as exc:
             return error(400, str(exc))
-        async with self.engine.connect() as conn:
-            calls, cursor = await search_calls(conn, q)
+        calls, cursor = await self.reads.run(lambda conn: search_calls(conn, q))
         calls = [in_zone(c, tenant_zone(self.settings.tenants, c["tenant_id"])) for c in calls]
         return _json({"calls": calls, "next_cursor": cursor.encode() if cursor else None})
 
@@ -114,13 +115,10 @@ class CallsAPI:
             call_id = check_text("call_id", request.path_params["call_id"])
         except BadParameter as exc:
             return error(400, str(exc))
-        async with self.engine.connect() as conn:
-            found = await find_calls(conn, call_id, who.tenant)
-            if len(found) != 1:
-                return _not_one(call_id, found)
-            call = found[0]
-            events = await call_events(conn, call["tenant_id"], call_id)
-            recording = await call_recording(conn, call["tenant_id"], call_id)
+        found, events, recording = await self.reads.run(lambda conn: _call_detail(conn, call_id, who.tenant))
+        if len(found) != 1:
+            return _not_one(call_id, found)
+        call = found[0]
         if not who.token.allows("compliance"):
             events = [_without_payload(e) for e in events]
             if recording and recording.get("last_error"):
@@ -129,6 +127,17 @@ class CallsAPI:
                                                                  recording["last_error"])}
         zone = tenant_zone(self.settings.tenants, call["tenant_id"])
         return _json(in_zone({"call": call, "events": events, "recording": recording}, zone))
+
+
+async def _call_detail(conn: AsyncConnection, call_id: str, tenant: str | None
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
+    """The calls named `call_id` in `tenant` (None: every tenant) and, when there is exactly one,
+    its raw events and its recording's archive state."""
+    found = await find_calls(conn, call_id, tenant)
+    if len(found) != 1:
+        return found, [], None
+    tenant_id = found[0]["tenant_id"]
+    return found, await call_events(conn, tenant_id, call_id), await call_recording(conn, tenant_id, call_id)
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")

@@ -11,16 +11,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
+from store.replica import ReadRouting
+
 
 async def healthz(request: Request) -> Response:
     return Response(b'{"ok":true}', media_type="application/json")
 
 
 class Readiness:
-    def __init__(self, engine: AsyncEngine, heads: frozenset[str], spool_status: Callable[[], dict[str, float]] | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, heads: frozenset[str], spool_status: Callable[[], dict[str, float]] | None = None,
+                 reads: ReadRouting | None = None) -> None:
         self.engine = engine
         self.heads = heads
         self.spool_status = spool_status
+        self.reads = reads
 
     async def endpoint(self, request: Request) -> Response:
         checks: dict[str, object] = {}
@@ -43,5 +47,8 @@ class Readiness:
             checks["spool"] = spool
             if spool.get("full"):  # webhooks are refused with 503 until it drains
                 ready = False
+        if self.reads is not None:
+            # Never a reason for 503: without the replica, reads go to the primary.
+            checks["replica"] = self.reads.status()
         body = orjson.dumps({"ready": ready, **checks})
         return Response(body, status_code=200 if ready else 503, media_type="application/json")

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from receiver.errors import error
+from store.replica import ReadRouting
 
 log = logging.getLogger("callstore.metrics")
 
@@ -41,6 +42,13 @@ class Metrics:
         self.spool_depth = Gauge("callstore_spool_depth", "Events waiting in the local spool", registry=r)
         self.spool_oldest = Gauge("callstore_spool_oldest_age_seconds", "Age of the oldest spooled event", registry=r)
         self.job_runs = Counter("callstore_job_runs", "Scheduled job runs", ["job", "outcome"], registry=r)
+
+    def watch_replica(self, reads: ReadRouting) -> None:
+        """Gauges of the read replica (only when one is configured)."""
+        Gauge("callstore_replica_in_use", "1 while reads go to the read replica, 0 while they go to the primary",
+              registry=self.registry).set_function(lambda: 1.0 if reads.in_use else 0.0)
+        Gauge("callstore_replica_lag_seconds", "How far the read replica's data may be behind the primary "
+              "(NaN until measured)", registry=self.registry).set_function(reads.lag_metric)
 
     def endpoint_with(
         self, engine: AsyncEngine, sources: Sequence[Callable[[AsyncEngine], Awaitable[str]]],

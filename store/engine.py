@@ -21,7 +21,7 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str, *, pool_size: int = 10, application_name: str = "callstore",
-                  command_timeout: float | None = 60) -> AsyncEngine:
+                  command_timeout: float | None = 60, connect_timeout: float = 10) -> AsyncEngine:
     # No pre-ping: it would cost a round trip per batch. A broken connection
     # fails its statement, SQLAlchemy drops it, and the caller retries or spools.
     # hide_parameters: an error's text (logged, or printed by the CLI) never
@@ -34,7 +34,7 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "cal
         pool_recycle=1800,
         connect_args={
             "server_settings": {"application_name": application_name},
-            "timeout": 10,
+            "timeout": connect_timeout,
             # A statement that does not answer in time is given up: the caller
             # sees the database as unavailable. Migrations and rebuilds, which
             # may run for minutes on a large store, pass None.

@@ -254,8 +254,8 @@ def settings_secrets(settings: object) -> list[str]:
             out.append(secret)
     if settings.alert_webhook_url:
         out.append(settings.alert_webhook_url)
-    if settings.database_url:
-        pw = urlsplit(settings.database_url).password
+    for url in (settings.database_url, settings.database_read_url):
+        pw = urlsplit(url).password if url else None
         if pw:
             out.append(pw)
     return out

@@ -115,6 +115,10 @@ class TenantSettings:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(default=None, repr=False)
+    #: A streaming replica for reads that may be a moment old (store/read_routing.py); None: all on the primary.
+    database_read_url: str | None = field(default=None, repr=False)
+    #: A replica further behind than this many seconds serves no reads until it catches up.
+    read_max_lag_s: int = 30
     data_dir: Path = Path(".callstore")
     host: str = "127.0.0.1"
     port: int = 8080
@@ -229,6 +233,9 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
     database_url = get("DATABASE_URL")
     if database_url is not None:
         _check_database_url(database_url)
+    database_read_url = get("DATABASE_READ_URL")
+    if database_read_url is not None:
+        _check_database_url(database_read_url, "DATABASE_READ_URL")
 
     tenants_file = get("CALLSTORE_TENANTS_FILE")
     if tenants_file is not None:
@@ -280,6 +287,8 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
 
     return Settings(
         database_url=database_url,
+        database_read_url=database_read_url,
+        read_max_lag_s=_int("CALLSTORE_READ_MAX_LAG", get("CALLSTORE_READ_MAX_LAG"), 30, lo=1, hi=3600),
         data_dir=Path(data_dir) if (data_dir := get("CALLSTORE_DATA_DIR")) else default_data_dir(env),
         host=_host(get("CALLSTORE_HOST") or "127.0.0.1"),
         port=_int("CALLSTORE_PORT", get("CALLSTORE_PORT"), 8080, lo=0, hi=65535),
@@ -597,19 +606,22 @@ def _bool(name: str, value: str | None, default: bool) -> bool:
     raise ConfigError(name, f"{value!r} is not true or false")
 
 
-def _check_database_url(url: str) -> None:
-    parts = urlsplit(url)
+def _check_database_url(url: str, name: str = "DATABASE_URL") -> None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address; the URL itself is not repeated (password)
+        raise ConfigError(name, "is not a valid URL, e.g. postgresql://user:password@127.0.0.1:5432/callstore") from None
     scheme = parts.scheme.split("+")[0]
     if scheme not in ("postgresql", "postgres"):
-        raise ConfigError("DATABASE_URL", "must start with postgresql://")
+        raise ConfigError(name, "must start with postgresql://")
     if not parts.hostname and "host=" not in parts.query:
-        raise ConfigError("DATABASE_URL", "must name a host, e.g. postgresql://user@127.0.0.1:5432/callstore")
+        raise ConfigError(name, "must name a host, e.g. postgresql://user@127.0.0.1:5432/callstore")
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError("DATABASE_URL", "has a port that is not a number") from None
+        raise ConfigError(name, "has a port that is not a number") from None
     if port is None and parts.hostname and "port=" not in parts.query:
-        raise ConfigError("DATABASE_URL", f"must name a port, e.g. postgresql://user@{parts.hostname}:5432/...")
+        raise ConfigError(name, f"must name a port, e.g. postgresql://user@{parts.hostname}:5432/...")
 
 
 def secret_from_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -15,7 +15,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from callstore.composition import build_extensions, build_jobs
-from callstore.runtime import database, run_async
+from callstore.runtime import database, read_routing, run_async
 from callstore.scheduler import Scheduler
 from receiver.app import create_app
 from receiver.connections import connection_options
@@ -66,10 +66,11 @@ async def _serve_on(settings: Settings, role: str, listener: socket.socket) -> N
     # A receiver has a spool: it starts, and acknowledges webhooks, even while
     # an external database is down (events go to the spool); jobs skip their runs meanwhile.
     # A scheduler alone has nothing to do without the database.
-    async with database(settings, pool_size=pool_size(settings), tolerate_outage=role in ("all", "receiver"),
-                        create=True, supervise=True) as engine:
+    async with (database(settings, pool_size=pool_size(settings), tolerate_outage=role in ("all", "receiver"),
+                         create=True, supervise=True) as engine,
+                read_routing(settings, engine, pool_size=pool_size(settings)) as reads):
         metrics = Metrics()
-        ext = build_extensions(settings, engine, role, metrics)
+        ext = build_extensions(settings, engine, role, metrics, reads=reads)
         if role in ("all", "scheduler"):
             scheduler = Scheduler(engine, settings, build_jobs(settings),
                                   on_run=lambda job, outcome: metrics.job_runs.labels(job, outcome).inc())

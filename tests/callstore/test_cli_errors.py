@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def user_env(home: Path, **extra: str) -> dict[str, str]:
     """A user of their own: home, config and data folders under `home`, no callstore setting inherited."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ALOHUB_", "CALLSTORE_", "DATABASE_URL", "XDG_"))}
+           if not k.startswith(("ALOHUB_", "CALLSTORE_", "DATABASE_URL", "DATABASE_READ_URL", "XDG_"))}
     env.update({"HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "share")})
     env.update(extra)
     return env
@@ -108,6 +108,11 @@ def test_one_data_location_from_any_directory_and_the_per_user_dotenv(home: Path
          "DATABASE_URL: unknown host no-such-host.invalid: the name does not resolve; correct it"),
         ("DATABASE_URL", "postgresql://u:s3cretpw@db.internal/callstore", errors.USAGE,
          "DATABASE_URL: must name a port, e.g. postgresql://user@db.internal:5432/..."),
+        ("DATABASE_READ_URL", "postgresql://u:s3cretpw@db.internal/callstore", errors.USAGE,
+         "DATABASE_READ_URL: must name a port, e.g. postgresql://user@db.internal:5432/..."),
+        ("DATABASE_READ_URL", "postgresql://u:s3cretpw@[db.internal:5432/callstore", errors.USAGE,
+         "DATABASE_READ_URL: is not a valid URL, e.g. postgresql://user:password@127.0.0.1:5432/callstore"),
+        ("CALLSTORE_READ_MAX_LAG", "soon", errors.USAGE, "CALLSTORE_READ_MAX_LAG: 'soon' is not a whole number"),
         ("CALLSTORE_DATA_DIR", "/sys/callstore-nope", errors.USAGE,
          "CALLSTORE_DATA_DIR: permission denied creating /sys/callstore-nope; choose a directory this user may "
          "write, or create it and give it to this user"),

@@ -34,7 +34,7 @@ class ServiceProcess:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         inherited = {k: v for k, v in os.environ.items()
-                     if not k.startswith(("CALLSTORE_", "ALOHUB_", "DATABASE_URL"))}
+                     if not k.startswith(("CALLSTORE_", "ALOHUB_", "DATABASE_URL", "DATABASE_READ_URL"))}
         self.env = {**inherited, "CALLSTORE_HOST": "127.0.0.1", "CALLSTORE_PORT": str(self.port),
                     "CALLSTORE_LOG_FORMAT": "json", **env}
         self.proc: subprocess.Popen[bytes] | None = None

@@ -41,6 +41,11 @@ def test_single_tenant_from_environment() -> None:
         ({"ALOHUB_API_URL": "https://user:pw@host/api"}, "ALOHUB_API_URL"),
         ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
         ({"DATABASE_URL": "postgresql://u:p@h:port/db"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u:pw@[h:5432/db"}, "DATABASE_URL"),
+        ({"DATABASE_READ_URL": "mysql://x/y"}, "DATABASE_READ_URL"),
+        ({"DATABASE_READ_URL": "postgresql://u:pw@h:port/db"}, "DATABASE_READ_URL"),
+        ({"DATABASE_READ_URL": "postgresql://u:pw@h/db"}, "DATABASE_READ_URL"),
+        ({"CALLSTORE_READ_MAX_LAG": "0"}, "CALLSTORE_READ_MAX_LAG"),
         ({"ALOHUB_WEBHOOK_KEYS": "short"}, "ALOHUB_WEBHOOK_KEYS"),
         ({"CALLSTORE_LOG_LEVEL": "LOUD"}, "CALLSTORE_LOG_LEVEL"),
         ({"CALLSTORE_MASK_PHONE_NUMBERS": "maybe"}, "CALLSTORE_MASK_PHONE_NUMBERS"),
@@ -61,6 +66,19 @@ def test_database_url_password_not_in_error() -> None:
     with pytest.raises(ConfigError) as info:
         parse_settings({"DATABASE_URL": "mysql://admin:hunter2secret@h/db"})
     assert "hunter2secret" not in str(info.value)
+
+
+def test_read_replica_settings() -> None:
+    s = parse_settings({"DATABASE_URL": "postgresql://cs:primarypw@db1:5432/callstore",
+                        "DATABASE_READ_URL": "postgresql://cs:replicapw@db2:5432/callstore",
+                        "CALLSTORE_READ_MAX_LAG": "12"})
+    assert s.database_read_url == "postgresql://cs:replicapw@db2:5432/callstore" and s.read_max_lag_s == 12
+    assert "replicapw" not in repr(s)
+    # Both passwords are masked in every log line.
+    from store.logs import settings_secrets
+
+    assert {"primarypw", "replicapw"} <= set(settings_secrets(s))
+    assert parse_settings({}).database_read_url is None and parse_settings({}).read_max_lag_s == 30
 
 
 def test_tenants_file(tmp_path: Path) -> None:
