@@ -194,6 +194,8 @@ async def ensure_raw_partitions(conn: asyncpg.Connection, layout: dict[str, bool
         return
     if await conn.fetchval("SELECT to_regprocedure('callstore.raw_ensure_month(text, date)') IS NOT NULL"):
         # The service's own way (what its scheduled job does ahead of time).
+        if await conn.fetchval("SELECT to_regprocedure('callstore.raw_ensure_tenant(text)') IS NOT NULL"):
+            await conn.execute("SELECT callstore.raw_ensure_tenant($1)", tenant)
         for m in months:
             await conn.execute("SELECT callstore.raw_ensure_month($1, $2)", tenant, m)
         return
