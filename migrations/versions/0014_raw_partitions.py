@@ -39,8 +39,8 @@ FUNCTIONS = r"""
 CREATE FUNCTION callstore.raw_tenant_table(p_tenant text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$ SELECT 't_' || substr(md5(p_tenant), 1, 16) $$;
 
--- Storage of a leaf partition: the payload compressed inline (lz4 when the server has it),
--- out of line only when a row would not fit a page.
+-- Storage of a leaf partition: a payload PostgreSQL compresses (rows over about 2 KB) is
+-- compressed inline (lz4 when the server has it), out of line only when it would not fit a page.
 CREATE FUNCTION callstore.raw_leaf_setup(p_table text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
