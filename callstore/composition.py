@@ -30,6 +30,7 @@ from reports.alerts.metrics import alert_metrics
 from reports.campaign_report import campaign_report
 from reports.queries import queue_report
 from reports.rollups import refresh_job
+from store import raw_partitions
 from store.jobs import Job
 from store.recording_store import LocalRecordingStore
 from store.recordings import archive_metrics, retention_disabled_reason, retention_job
@@ -56,6 +57,8 @@ def build_jobs(settings: Settings) -> list[Job]:
             disabled_reason=recordings.media_disabled_reason(settings)),
         Job("recordings-retention", retention_job, RETENTION_EVERY_S,
             disabled_reason=retention_disabled_reason(settings)),
+        # Monthly raw-event partitions ahead, rows out of DEFAULT partitions, raw-event retention.
+        Job("raw-partitions", raw_partitions.run_job, raw_partitions.EVERY_SECONDS),
     ]
     jobs.extend(sync_jobs(settings))
     return jobs

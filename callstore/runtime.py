@@ -8,7 +8,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Coroutine
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -186,11 +186,24 @@ async def read_routing(settings: Settings, engine: AsyncEngine, *, pool_size: in
 
 async def _prepare(engine: AsyncEngine, settings: Settings) -> None:
     """Migrations to head, then one row per configured tenant."""
+    from store import raw_partitions
     from store.tenants import sync_tenants
 
     await migrate.upgrade(engine)
     async with engine.begin() as conn:
         await sync_tenants(conn, settings.tenants)
+    # Raw-event partitions of the configured tenants (the raw-partitions job
+    # keeps them ahead). Not a reason to refuse to start: until they exist,
+    # raw events wait in a DEFAULT partition.
+    try:
+        async with engine.begin() as conn:
+            await raw_partitions.ensure(conn, [t.tenant_id for t in settings.tenants],
+                                        datetime.now(timezone.utc), raw_partitions.Maintenance())
+    except Exception as exc:  # noqa: BLE001 - e.g. a lock not granted in time; the job tries again
+        if is_unavailable(exc):
+            raise
+        log.warning("raw events: partitions not prepared at start (%s); the raw-partitions job tries again",
+                    type(exc).__name__)
 
 
 async def _prepare_when_reachable(engine: AsyncEngine, settings: Settings, every: float = 2.0) -> None:

@@ -185,13 +185,19 @@ async def find_calls(conn: AsyncConnection, call_id: str, tenant: str | None = N
 
 
 async def call_events(conn: AsyncConnection, tenant: str, call_id: str) -> list[dict[str, Any]]:
-    """The call's raw deliveries, oldest first, as received."""
+    """The call's raw deliveries still kept (raw-event retention drops old
+    months), oldest first, as received. Only the call's month and later
+    months are read (later ones hold what arrived after retention dropped
+    its month)."""
     rows = await conn.execute(
         text(
             """
-            SELECT id, source, received_at, last_received_at, deliveries, flags, payload
-            FROM callstore.raw_events WHERE tenant_id = :tenant AND call_id = :call_id
-            ORDER BY received_at, id
+            SELECT source, received_at, last_received_at, deliveries, flags, payload
+            FROM callstore.raw_events
+            WHERE tenant_id = :tenant AND call_id = :call_id
+              AND raw_month >= (SELECT k.raw_month FROM callstore.calls k
+                                WHERE k.tenant_id = :tenant AND k.call_id = :call_id)
+            ORDER BY received_at, source, body_sha256
             """
         ),
         {"tenant": tenant, "call_id": call_id},

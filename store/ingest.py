@@ -1,16 +1,26 @@
 """The one write path for call data: raw deliveries in, merged call rows out.
 
 The webhook (micro-batched), the spool drainer and the backfill all call
-`ingest()`. In the caller's transaction, with two statements whatever the
-batch size, it
+`ingest()`. In the caller's transaction, with a fixed number of statements
+whatever the batch size, it
 
-1. appends the raw deliveries; an identical payload already stored only
-   counts one more delivery (and is not merged again);
-2. folds the batch's new events per call (store/merge.py) and merges each
-   folded call into its stored row by the same rule, in SQL: per field, the
-   value of higher (rank, value) wins. The stored row keeps the rank of each
-   field (`merge_ranks`), so merging is associative and commutative: any
-   batching, order or duplication of events gives the same row.
+1. folds the batch's events per call (store/merge.py) and merges each folded
+   call into its stored row by the same rule, in SQL: per field, the value of
+   higher (rank, value) wins. The stored row keeps the rank of each field
+   (`merge_ranks`), so merging is associative, commutative and idempotent:
+   any batching, order or duplication of events gives the same row, and
+   merging an event already merged writes nothing. The same statement gives
+   each call's `raw_month`, the partition of its raw events (set when the
+   row is created, never changed; raised to the tenant's oldest kept month
+   when retention dropped it);
+2. appends the raw deliveries into that month; an identical payload already
+   stored there only counts one more delivery.
+
+Merging before storing the raw rows is what lets a new call's month be known
+before its raw rows are written without an extra row version: the upsert
+creates the row (and its month) or locks it, so two writers of one new call
+agree on its month, and the second one's raw insert finds the first one's
+rows (one row, deliveries 2).
 
 Concurrent writers need no extra locks: ON CONFLICT DO UPDATE locks the row
 and merges against its latest committed version. Rows are written in key
@@ -82,14 +92,17 @@ class IngestResult:
 _INSERT_RAW = text(
     """
     INSERT INTO callstore.raw_events
-        (tenant_id, call_id, source, body_sha256, payload, flags, deliveries, received_at, last_received_at)
-    SELECT u.t, u.c, u.s, decode(u.h, 'hex'), u.p, string_to_array(u.f, ','), u.d, u.r, u.r
+        (tenant_id, raw_month, call_id, source, body_sha256, payload, flags, deliveries, received_at,
+         last_received_at)
+    SELECT u.t, u.m, u.c, u.s, decode(u.h, 'hex'), u.p, string_to_array(u.f, ','), u.d, u.r, u.r
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS u(t text, c text, s text, h text, p jsonb, f text, d int, r timestamptz)
-    ON CONFLICT (tenant_id, call_id, source, body_sha256) DO UPDATE
+         AS u(t text, m date, c text, s text, h text, p jsonb, f text, d int, r timestamptz)
+    ON CONFLICT (tenant_id, call_id, source, body_sha256, raw_month) DO UPDATE
         SET deliveries = callstore.raw_events.deliveries + excluded.deliveries,
             last_received_at = greatest(callstore.raw_events.last_received_at, excluded.last_received_at)
-    RETURNING tenant_id, call_id, source, body_sha256, (xmax = 0) AS inserted
+    -- (xmax = 0 cannot be read from a partitioned table: a row inserted here has exactly the
+    -- deliveries sent, an updated one more.)
+    RETURNING tenant_id, call_id, source, body_sha256, deliveries
     """
 )
 
@@ -129,13 +142,24 @@ def _upsert_sql() -> str:
            "(excluded.seen_history AND NOT k.seen_history)", "excluded.first_seen_at < k.first_seen_at"]
     )
     columns = ", ".join(f"{c} {_TYPES.get(c, 'text')}" for c in _INPUT)
+    fields_k = ", ".join("k." + f for f in fields)
+    # The rows written (created or changed), then every stored row as this
+    # statement's snapshot shows it: every call's raw_month. A row committed
+    # by another writer after the snapshot was taken (its lock waited for)
+    # is missing here; ingest() reads it once more. One primary-key lookup
+    # per call (LATERAL; LIMIT 1 keeps it from being flattened into a hash
+    # join): `= ANY` on both columns was planned as a scan of the tenant's
+    # every call.
     return f"""
+    WITH up AS (
     INSERT INTO callstore.calls AS k
         (tenant_id, call_id, {", ".join(fields)}, merge_ranks, flagged, seen_webhook, seen_history,
-         first_source, first_seen_at, queue_id)
+         first_source, first_seen_at, queue_id, raw_month)
     SELECT u.tenant_id, u.call_id, {", ".join("u." + f for f in fields)},
            CAST(string_to_array(u.ranks, ',') AS smallint[]), u.flagged, u.seen_webhook, u.seen_history,
-           u.first_source, u.first_seen_at, callstore.attribute_queue(u.tenant_id, u.direction, u.hotline)
+           u.first_source, u.first_seen_at, callstore.attribute_queue(u.tenant_id, u.direction, u.hotline),
+           greatest(date_trunc('month', u.first_seen_at AT TIME ZONE 'UTC')::date,
+                    (SELECT f.raw_floor FROM callstore.tenants f WHERE f.tenant_id = u.tenant_id))
     FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u({columns})
     ON CONFLICT (tenant_id, call_id) DO UPDATE SET
         {", ".join(sets)},
@@ -149,24 +173,44 @@ def _upsert_sql() -> str:
         queue_id = callstore.attribute_queue(k.tenant_id, {direction}, {hotline}),
         updated_at = now()
     WHERE {changed}
-    RETURNING k.tenant_id, k.call_id, (xmax = 0) AS created, {", ".join("k." + f for f in fields)}
+    RETURNING k.tenant_id, k.call_id, (xmax = 0) AS created, true AS written, k.raw_month, {fields_k}
+    ), x AS (
+    SELECT * FROM up
+    UNION ALL
+    SELECT k.tenant_id, k.call_id, false, false, k.raw_month, {fields_k}
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS w(tenant_id text, call_id text)
+    CROSS JOIN LATERAL (SELECT * FROM callstore.calls k
+                        WHERE k.tenant_id = w.tenant_id AND k.call_id = w.call_id LIMIT 1) k
+    )
+    SELECT x.tenant_id, x.call_id, x.created, x.written,
+           greatest(x.raw_month, (SELECT f.raw_floor FROM callstore.tenants f WHERE f.tenant_id = x.tenant_id)),
+           {", ".join("x." + f for f in fields)}
+    FROM x
     """
 
 
 _UPSERT = text(_upsert_sql())
 
-# `= ANY` on both key columns is an index scan on the primary key whatever
-# the batch size; a join against unnest() was planned as a hash join that
-# read the whole table on every batch. With several tenants in one batch it
-# may also lock (tenant, call) pairs of other batches' keys: rows outside
-# the batch are dropped below and the extra locks are harmless.
+_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+_MONTHS = text(
+    """
+    SELECT k.tenant_id, k.call_id,
+           greatest(k.raw_month, (SELECT f.raw_floor FROM callstore.tenants f WHERE f.tenant_id = k.tenant_id))
+    FROM unnest(CAST(:t AS text[]), CAST(:c AS text[])) AS w(t, c)
+    CROSS JOIN LATERAL (SELECT * FROM callstore.calls k WHERE k.tenant_id = w.t AND k.call_id = w.c LIMIT 1) k
+    """
+)
+
+# One primary-key lookup per call (LIMIT 1 keeps the LATERAL from being
+# flattened into a hash join), locked in key order (the pairs are sorted). `= ANY` on both key columns was planned, on a large table, as a
+# scan of every call of the batch's tenants (an index on tenant_id first).
 _LOCK_OLD = text(
     f"""
     SELECT k.tenant_id, k.call_id, {", ".join("k." + f for f in FIELDS)}
-    FROM callstore.calls k
-    WHERE k.tenant_id = ANY(CAST(:t AS text[])) AND k.call_id = ANY(CAST(:c AS text[]))
-    ORDER BY k.tenant_id, k.call_id
-    FOR UPDATE OF k
+    FROM unnest(CAST(:t AS text[]), CAST(:c AS text[])) AS w(t, c)
+    CROSS JOIN LATERAL (SELECT * FROM callstore.calls k WHERE k.tenant_id = w.t AND k.call_id = w.c
+                        LIMIT 1 FOR UPDATE) k
     """
 )
 
@@ -213,33 +257,31 @@ async def ingest(
                 u.delivery = d
 
     rows = sorted(unique.items(), key=lambda kv: kv[0])
-    raw_rows = [
-        {"t": k[0], "c": k[1], "s": k[2], "h": k[3].hex(), "p": u.body,
-         "f": ",".join(u.event.flags), "d": u.count, "r": u.delivery.received_at}
-        for k, u in rows
-    ]
-    inserted = await conn.execute(_INSERT_RAW, {"rows": orjson.dumps(raw_rows).decode()})
-    fresh: dict[tuple[str, str], list[_Unique]] = defaultdict(list)
-    for tenant_id, call_id, source, digest, was_inserted in inserted:
-        if was_inserted:
-            fresh[(tenant_id, call_id)].append(unique[(tenant_id, call_id, source, digest)])
-    result.raw_inserted = sum(len(v) for v in fresh.values())
-    result.duplicates = len(deliveries) - result.raw_inserted
-    if not fresh:
-        return result
+    by_call: dict[tuple[str, str], list[_Unique]] = defaultdict(list)
+    for k, u in rows:
+        by_call[(k[0], k[1])].append(u)
+    order = list(by_call)  # sorted: rows are
+    tenant_ids = sorted({t for t, _ in order})
+    pairs = {"t": [t for t, _ in order], "c": [c for _, c in order]}
 
-    order = sorted(fresh)
+    # Plan this transaction's statements for their actual batch: a plan made
+    # once for any batch (PostgreSQL's generic plan, chosen after a few runs
+    # of a prepared statement, often while the tables are still small)
+    # looked calls up through an index on tenant_id alone, reading every
+    # call of the tenant per key (6x slower at 10k calls, worse with more).
+    await conn.execute(_CUSTOM_PLANS)
     # The queue of each call is computed below from the catalogue: hold it
     # still until we commit (store/tenants.py says why).
-    await share_attribution(conn, [t for t, _ in order])
+    await share_attribution(conn, tenant_ids)
     old: dict[tuple[str, str], tuple[Any, ...]] = {}
     if track_changes:
-        keys = {"t": sorted({t for t, _ in order}), "c": [c for _, c in order]}
-        old = {(r[0], r[1]): tuple(r[2:]) for r in await conn.execute(_LOCK_OLD, keys) if (r[0], r[1]) in fresh}
+        old = {(r[0], r[1]): tuple(r[2:]) for r in await conn.execute(_LOCK_OLD, pairs)}
 
+    # Every event of the batch is merged, duplicates included: merging an
+    # event already merged changes nothing and writes nothing.
     call_rows: list[dict[str, Any]] = []
     for key in order:
-        items = fresh[key]
+        items = by_call[key]
         if len(items) == 1:
             folded = fold([items[0].event])
             first = items[0].delivery
@@ -256,13 +298,33 @@ async def ingest(
         )
         call_rows.append(row)
 
+    months: dict[tuple[str, str], Any] = {}
+    written: list[tuple[tuple[str, str], bool, tuple[Any, ...]]] = []
     for row in await conn.execute(_UPSERT, {"rows": orjson.dumps(call_rows).decode()}):
         key = (row[0], row[1])
-        created = bool(row[2])
+        if row[3]:
+            written.append((key, bool(row[2]), tuple(row[5:])))
+            months[key] = row[4]
+        else:
+            months.setdefault(key, row[4])
+    if len(months) < len(by_call):
+        # Created by a writer that committed while this statement waited for it.
+        for r in await conn.execute(_MONTHS, pairs):
+            months[(r[0], r[1])] = r[2]
+
+    raw_rows = [
+        {"t": k[0], "m": months[(k[0], k[1])].isoformat(), "c": k[1], "s": k[2], "h": k[3].hex(), "p": u.body,
+         "f": ",".join(u.event.flags), "d": u.count, "r": u.delivery.received_at}
+        for k, u in rows
+    ]
+    inserted = await conn.execute(_INSERT_RAW, {"rows": orjson.dumps(raw_rows).decode()})
+    result.raw_inserted = sum(1 for r in inserted if r[4] == unique[(r[0], r[1], r[2], r[3])].count)
+    result.duplicates = len(deliveries) - result.raw_inserted
+
+    for key, created, new in written:
         if not track_changes:
             result.changes.append(CallChange(key[0], key[1], created, ()))
             continue
-        new = row[3:]
         before = old.get(key)
         if before is None:
             changed = tuple([n for n, v in zip(FIELDS, new) if v is not None])

@@ -73,6 +73,8 @@ class TenantSettings:
     country_code: str = DEFAULT_COUNTRY_CODE
     #: Days a stored recording is kept (counted from the call's start); None = forever.
     recordings_retention_days: int | None = None
+    #: Days raw events are kept (whole months dropped once older); None = forever.
+    raw_events_retention_days: int | None = None
     #: Outbound campaigns followed without `callstore campaigns add`.
     campaign_ids: tuple[int, ...] = ()
     #: Contact names are personal data: stored only when the tenant asks for it.
@@ -256,6 +258,7 @@ def parse_settings(env: Mapping[str, str]) -> Settings:
                     "media_hosts": get("ALOHUB_MEDIA_HOSTS"),
                     "country_code": get("ALOHUB_COUNTRY_CODE"),
                     "recordings_retention_days": get("CALLSTORE_RECORDINGS_RETENTION_DAYS"),
+                    "raw_events_retention_days": get("CALLSTORE_RAW_EVENTS_RETENTION_DAYS"),
                     "campaign_ids": get("ALOHUB_CAMPAIGN_IDS"),
                     "store_contact_names": get("ALOHUB_STORE_CONTACT_NAMES"),
                     "bi_phone_numbers": get("ALOHUB_BI_PHONE_NUMBERS"),
@@ -389,7 +392,7 @@ def _tenants_from_file(path: Path) -> tuple[TenantSettings, ...]:
             raise ConfigError(name, f"[tenants.{tenant_id}] must be a table")
         unknown = set(values) - {
             "webhook_keys", "api_url", "xapi_url", "api_key", "tenant_id", "timezone",
-            "media_url", "media_hosts", "country_code", "recordings_retention_days",
+            "media_url", "media_hosts", "country_code", "recordings_retention_days", "raw_events_retention_days",
             "media_url", "media_hosts", "country_code", "campaign_ids", "store_contact_names", "bi_phone_numbers",
             "max_requests_per_second", "max_concurrent_requests",
         }
@@ -404,8 +407,8 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
     """Build one tenant; `prefix` names the setting in errors (env var prefix or file table)."""
 
     def name(key: str) -> str:
-        if prefix == "ALOHUB_" and key == "recordings_retention_days":
-            return "CALLSTORE_RECORDINGS_RETENTION_DAYS"  # a callstore setting, not an Alohub one
+        if prefix == "ALOHUB_" and key in ("recordings_retention_days", "raw_events_retention_days"):
+            return f"CALLSTORE_{key.upper()}"  # a callstore setting, not an Alohub one
         return f"{prefix}{key.upper()}" if prefix == "ALOHUB_" else f"{prefix}{key}"
 
     if not tenant_id or any(c.isspace() for c in tenant_id) or len(tenant_id) > 64:
@@ -441,6 +444,8 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         raise ConfigError(name("country_code"), "must be 1-3 digits, e.g. 84")
     alohub_tenant = raw.get("tenant_id")
     retention = _retention(name("recordings_retention_days"), raw.get("recordings_retention_days"))
+    raw_retention = _retention(name("raw_events_retention_days"), raw.get("raw_events_retention_days"),
+                               "raw events")
     campaign_ids = tuple(dict.fromkeys(_campaign_id(name("campaign_ids"), v)
                                        for v in _ids(name("campaign_ids"), raw.get("campaign_ids"))))
     store_names = raw.get("store_contact_names")
@@ -464,6 +469,7 @@ def _tenant(prefix: str, tenant_id: str, raw: Mapping[str, object]) -> TenantSet
         media_hosts=tuple(dict.fromkeys(hosts)),
         country_code=cc,
         recordings_retention_days=retention,
+        raw_events_retention_days=raw_retention,
         campaign_ids=campaign_ids,
         store_contact_names=store_names,
         bi_phone_numbers=bi_phones,
@@ -558,7 +564,7 @@ def _media_host(name: str, value: str) -> str:
     return entry.rstrip("/")
 
 
-def _retention(name: str, value: object) -> int | None:
+def _retention(name: str, value: object, what: str = "recordings") -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -568,7 +574,7 @@ def _retention(name: str, value: object) -> int | None:
     except ValueError:
         raise ConfigError(name, f"{value!r} is not a whole number of days") from None
     if not 1 <= days <= 36500:
-        raise ConfigError(name, "must be between 1 and 36500 days (unset keeps recordings forever)")
+        raise ConfigError(name, f"must be between 1 and 36500 days (unset keeps {what} forever)")
     return days
 
 

@@ -43,23 +43,27 @@ tenants = Table(
     Column("updated_at", TZ, nullable=False, server_default=NOW),
     Column("bi_phone_numbers", Text, CheckConstraint("bi_phone_numbers IN ('masked', 'full', 'hidden')"),
            nullable=False, server_default=text("'masked'")),
+    #: The oldest month of raw events kept (raw-event retention); NULL: all kept.
+    Column("raw_floor", Date),
 )
 
+# Partitioned: LIST (tenant_id), then RANGE (raw_month) per tenant; the
+# partitions live in schema callstore_raw (store/raw_partitions.py).
 raw_events = Table(
     "raw_events",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("tenant_id", Text, nullable=False),
-    Column("call_id", Text, nullable=False),
-    Column("source", Text, CheckConstraint("source IN ('webhook', 'history')"), nullable=False),
-    Column("body_sha256", LargeBinary, nullable=False),
-    Column("payload", JSONB, nullable=False),
-    Column("flags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("raw_month", Date, nullable=False),
     Column("deliveries", Integer, nullable=False, server_default=text("1")),
     Column("received_at", TZ, nullable=False, server_default=NOW),
     Column("last_received_at", TZ, nullable=False, server_default=NOW),
-    UniqueConstraint("tenant_id", "call_id", "source", "body_sha256", name="raw_events_delivery_key"),
-    Index("raw_events_received_at", "received_at"),
+    Column("call_id", Text, nullable=False),
+    Column("source", Text, CheckConstraint("source IN ('webhook', 'history')"), nullable=False),
+    Column("body_sha256", LargeBinary, nullable=False),
+    Column("flags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("payload", JSONB, nullable=False),
+    UniqueConstraint("tenant_id", "call_id", "source", "body_sha256", "raw_month", name="raw_events_delivery_key"),
+    postgresql_partition_by="LIST (tenant_id)",
 )
 
 calls = Table(
@@ -92,6 +96,10 @@ calls = Table(
     Column("first_source", Text, CheckConstraint("first_source IN ('webhook', 'history')"), nullable=False),
     Column("first_seen_at", TZ, nullable=False, server_default=NOW),
     Column("updated_at", TZ, nullable=False, server_default=NOW),
+    #: The UTC month (its first day) in which the call's first raw event was
+    #: stored: the partition of all its raw events. Set once, never changed.
+    Column("raw_month", Date, nullable=False,
+           server_default=text("(date_trunc('month', now() AT TIME ZONE 'UTC'))::date")),
     PrimaryKeyConstraint("tenant_id", "call_id"),
     Index("calls_started_at", "tenant_id", "started_at"),
     Index("calls_queue_started", "tenant_id", "queue_id", "started_at"),
@@ -111,7 +119,7 @@ dead_letters = Table(
     metadata,
     Column("id", BigInteger, Identity(always=True), nullable=False),
     Column("received_at", TZ, nullable=False, server_default=NOW),
-    # Migration 0016: '' (no tenant id is empty) when the delivery named no tenant; readers show NULL.
+    # Migration 0014: '' (no tenant id is empty) when the delivery named no tenant; readers show NULL.
     Column("tenant_id", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("detail", Text, nullable=False, server_default=text("''")),
@@ -289,7 +297,7 @@ alert_delivery_failures = Table(
     "alert_delivery_failures",
     metadata,
     Column("id", BigInteger, Identity(always=True), nullable=False),
-    # Migration 0016: the tenant of the outbox row.
+    # Migration 0014: the tenant of the outbox row.
     Column("tenant_id", Text, nullable=False),
     Column("outbox_id", BigInteger, nullable=False),
     Column("notifier", Text, nullable=False),

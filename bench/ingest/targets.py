@@ -43,7 +43,7 @@ def naive_app(database_url: str) -> Starlette:
         async with sessions() as session:
             await session.execute(
                 insert(raw_events).values(
-                    tenant_id="default", call_id=event["call_id"], source="webhook",
+                    tenant_id="default", raw_month=now.date().replace(day=1), call_id=event["call_id"], source="webhook",
                     body_sha256=hashlib.sha256(body).digest(), payload=event, received_at=now, last_received_at=now,
                 ).on_conflict_do_update(
                     constraint="raw_events_delivery_key", set_={"deliveries": raw_events.c.deliveries + 1}

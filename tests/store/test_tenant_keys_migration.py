@@ -1,4 +1,4 @@
-"""Migration 0016 (tenant-first keys) keeps every row, upgrading a database
+"""Migration 0014 (tenant-first keys) keeps every row, upgrading a database
 filled by the previous version and downgrading it again."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from store import migrate
 from store.engine import create_engine
 
-TENANT_KEYS = importlib.import_module("migrations.versions.0016_tenant_keys")
+TENANT_KEYS = importlib.import_module("migrations.versions.0014_tenant_keys")
 
 _FILL = [
     "INSERT INTO callstore.dead_letters (tenant_id, reason, body, body_bytes) VALUES "

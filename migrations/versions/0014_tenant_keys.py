@@ -17,14 +17,14 @@ Each key is rebuilt under an exclusive lock on its table; every one of these
 tables is small next to calls and raw_events, which are not touched here.
 Downgrading restores the old keys, NULL tenants and views; no row is lost.
 
-Revision ID: 0016
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-01
 """
 
 from migrations.script import run
 
-revision = "0016"
+revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None
