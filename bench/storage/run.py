@@ -1,10 +1,12 @@
 """bench/storage: bytes per call at rest, after a realistic mix through the real write path.
 
-    .venv/bin/python bench/storage/run.py [--url postgresql://postgres@127.0.0.1:5432/postgres]
-                                          [--calls 200000] [--keep]
+    .venv/bin/python bench/storage/run.py [--url postgresql://postgres@127.0.0.1:5432/postgres | --embedded]
+                                          [--calls 200000] [--revision REV] [--keep]
 
-Creates the database `callstore_bench_storage` on the server of --url (dropped
-at the end unless --keep), migrates it to head, then:
+Creates the database `callstore_bench_storage` on the server of --url, or on
+a fresh embedded server with --embedded (dropped at the end unless --keep),
+migrates it to head (or to --revision, to measure an earlier schema with the
+same code), then:
 
 1. the webhook: every call's deliveries as Alohub sends them over the call's
    life (a ringing event, a mid-call `answered` event with empty end fields,
@@ -30,7 +32,9 @@ import asyncio
 import os
 import platform
 import random
+import shutil
 import sys
+import tempfile
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -46,6 +50,7 @@ from reports import campaigns as campaign_rollups  # noqa: E402
 from reports.agent_rollups import agent_refresh_job  # noqa: E402
 from reports.rollups import refresh_job  # noqa: E402
 from store import migrate  # noqa: E402
+from store.embedded import EmbeddedPostgres  # noqa: E402
 from store.engine import create_engine  # noqa: E402
 from store.ingest import Delivery, ingest  # noqa: E402
 from store.merge import parse_time  # noqa: E402
@@ -139,12 +144,24 @@ async def webhook_load(engine: Any, stream: list[tuple[str, bytes]], batch: int,
     started = time.monotonic()
     rng = random.Random(7)
 
+    def take() -> list[tuple[str, bytes]]:
+        """The next micro-batch. The batcher takes whatever queued during the previous
+        transaction: batches of varying size, and never two events of one call, which
+        Alohub sends seconds or minutes apart (this load runs far faster than real time)."""
+        nonlocal position
+        size = rng.randint(1, batch)
+        chunk: list[tuple[str, bytes]] = []
+        seen: set[str] = set()
+        while position < len(stream) and len(chunk) < size and stream[position][0] not in seen:
+            seen.add(stream[position][0])
+            chunk.append(stream[position])
+            position += 1
+        return chunk
+
     async def writer() -> None:
-        nonlocal position, done
+        nonlocal done
         while position < len(stream):
-            # The batcher takes whatever queued meanwhile: batches of varying size.
-            size = rng.randint(1, batch)
-            chunk, position = stream[position:position + size], position + size
+            chunk = take()
             now = datetime.now(timezone.utc)
             deliveries = []
             for call_id, body in chunk:
@@ -275,7 +292,10 @@ def report(rows: list[asyncpg.Record], counts: dict[str, Any], args: argparse.Na
     lines = [
         f"Machine: {os.cpu_count()} vCPU, {platform.machine()}, PostgreSQL {counts['server']}"
         f" (default_toast_compression {counts['toast_compression']}); {date.today().isoformat()};"
-        f" `bench/storage/run.py --calls {args.calls}` ({seconds:,.0f} s).",
+        f" `bench/storage/run.py --calls {args.calls}"
+        f"{' --embedded' if args.embedded else ''}{'' if args.revision == 'heads' else ' --revision ' + args.revision}"
+        f"{f' --fillfactor {args.fillfactor}' if args.fillfactor else ''}`"
+        f" ({seconds:,.0f} s).",
         "",
         f"{n:,} calls; {counts['deliveries']:,} deliveries kept as {counts['raw_events']:,} raw events;"
         f" calls: {counts['inserts']:,} inserts, {counts['updates']:,} updates of which"
@@ -320,8 +340,10 @@ async def run(args: argparse.Namespace) -> None:
     try:
         engine = create_engine(url, pool_size=args.writers + 2)
         try:
-            await migrate.upgrade(engine)
+            await migrate.upgrade(engine, args.revision)
             async with engine.begin() as conn:
+                if args.fillfactor:
+                    await conn.exec_driver_sql(f"ALTER TABLE callstore.calls SET (fillfactor = {args.fillfactor:d})")
                 await sync_tenants(conn, [TENANT])
                 await store_catalogue(conn, TENANT, [q.to_record() for q in DEFAULT_QUEUES], datetime.now(timezone.utc))
             # About 4,000 calls a day: 200k calls span some seven weeks.
@@ -343,7 +365,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             await engine.dispose()
         rows, counts = await measure(url)
-        print(report(rows, counts, args, time.monotonic() - t0))
+        print(report(rows, counts, args, time.monotonic() - t0), flush=True)
     finally:
         if not args.keep:
             admin = await asyncpg.connect(args.url)
@@ -363,9 +385,29 @@ def main() -> None:
     ap.add_argument("--history-batch", type=int, default=5000, help="records per backfill write")
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--revision", default="heads", help="migrate to this revision (default: the latest)")
+    ap.add_argument("--fillfactor", type=int, choices=range(10, 101), metavar="10-100",
+                    help="try another fillfactor for calls (default: the schema's)")
+    ap.add_argument("--embedded", action="store_true", help="on a fresh embedded server instead of --url")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = ap.parse_args()
-    asyncio.run(run(args))
+    if not args.embedded:
+        asyncio.run(run(args))
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="bench-storage-"))
+    tmp.chmod(0o711)  # as root the server runs as callstore-pg, which must pass through
+    server = EmbeddedPostgres(tmp / "pg")
+    try:
+        server.ensure_started()
+        args.url = server.superuser_url("postgres")
+        asyncio.run(run(args))
+        if args.keep:
+            log(f"kept: database {args.database} on the embedded server of {server.pgdata}"
+                f" (port {server.port}; `callstore db status` style access as its superuser; stop it with pg_ctl)")
+    finally:
+        if not args.keep:
+            server.stop(mode="fast")
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
