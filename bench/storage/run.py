@@ -144,23 +144,34 @@ async def webhook_load(engine: Any, stream: list[tuple[str, bytes]], batch: int,
     started = time.monotonic()
     rng = random.Random(7)
 
+    deferred: list[tuple[str, bytes]] = []
+
     def take() -> list[tuple[str, bytes]]:
         """The next micro-batch. The batcher takes whatever queued during the previous
         transaction: batches of varying size, and never two events of one call, which
-        Alohub sends seconds or minutes apart (this load runs far faster than real time)."""
-        nonlocal position
+        Alohub sends seconds or minutes apart (this load runs far faster than real time):
+        a call's later event waits for the next batch, in order."""
+        nonlocal position, deferred
         size = rng.randint(1, batch)
         chunk: list[tuple[str, bytes]] = []
         seen: set[str] = set()
-        while position < len(stream) and len(chunk) < size and stream[position][0] not in seen:
-            seen.add(stream[position][0])
-            chunk.append(stream[position])
+        waiting: list[tuple[str, bytes]] = []
+        queued = deferred
+        deferred = []
+        for item in queued:
+            (waiting if item[0] in seen or len(chunk) >= size else chunk).append(item)
+            seen.add(item[0])
+        while position < len(stream) and len(chunk) < size and len(waiting) < 10 * batch:
+            item = stream[position]
             position += 1
+            (waiting if item[0] in seen else chunk).append(item)
+            seen.add(item[0])
+        deferred = waiting
         return chunk
 
     async def writer() -> None:
         nonlocal done
-        while position < len(stream):
+        while position < len(stream) or deferred:
             chunk = take()
             now = datetime.now(timezone.utc)
             deliveries = []
@@ -346,8 +357,8 @@ async def run(args: argparse.Namespace) -> None:
                     await conn.exec_driver_sql(f"ALTER TABLE callstore.calls SET (fillfactor = {args.fillfactor:d})")
                 await sync_tenants(conn, [TENANT])
                 await store_catalogue(conn, TENANT, [q.to_record() for q in DEFAULT_QUEUES], datetime.now(timezone.utc))
-            # About 4,000 calls a day: 200k calls span some seven weeks.
-            days = max(1, args.calls // 4000)
+            # 50,000 calls a day, a large contact center's day: 200k calls span four days.
+            days = max(1, args.calls // 50_000)
             since = datetime(2026, 9, 1, tzinfo=ZONE)
             until = since + timedelta(days=days)
             log(f"generating {args.calls:,} calls over {days} days")
