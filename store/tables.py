@@ -98,7 +98,8 @@ calls = Table(
     Index("calls_caller_number", "tenant_id", "caller_number"),
     Index("calls_destination_number", "tenant_id", "destination_number"),
     Index("calls_hotline", "tenant_id", "hotline"),
-    Index("calls_transaction_id", "tenant_id", "transaction_id"),
+    # Every inbound call has no transaction id: only the calls that have one.
+    Index("calls_transaction_id", "tenant_id", "transaction_id", postgresql_where=text("transaction_id IS NOT NULL")),
     # BRIN, not a B-tree: every merge sets updated_at, and a B-tree on it made
     # every merge a non-HOT update (a BRIN index does not, PostgreSQL 16+).
     Index("calls_updated_at", "updated_at", postgresql_using="brin", postgresql_with={"pages_per_range": 32}),
@@ -541,7 +542,8 @@ agent_dirty = Table(
 )
 
 # One agent-day's recompute reads only that agent's calls of that day.
-Index("calls_agent_started", calls.c.tenant_id, calls.c.agent, calls.c.started_at)
+Index("calls_agent_started", calls.c.tenant_id, calls.c.agent, calls.c.started_at,
+      postgresql_where=calls.c.agent.isnot(None))
 users = Table(
     "users",
     metadata,

@@ -264,6 +264,10 @@ ORDER BY 1, 2 NULLS FIRST
 async def measure(url: str) -> tuple[list[asyncpg.Record], dict[str, int]]:
     conn = await asyncpg.connect(url)
     try:
+        # What the load left, then what VACUUM leaves: between two autovacuums of a
+        # large table the dead row versions of non-HOT updates stay, HOT ones are
+        # pruned as the pages are used.
+        unvacuumed = await conn.fetch(SIZES)
         log("VACUUM ANALYZE")
         await conn.execute("VACUUM (ANALYZE) ")
         await asyncio.sleep(1.0)  # the writers' statistics are flushed within a second
@@ -278,6 +282,9 @@ async def measure(url: str) -> tuple[list[asyncpg.Record], dict[str, int]]:
             "inserts": stats["n_tup_ins"], "updates": stats["n_tup_upd"], "hot": stats["n_tup_hot_upd"],
             "server": await conn.fetchval("SHOW server_version"),
             "toast_compression": await conn.fetchval("SHOW default_toast_compression"),
+            "unvacuumed": {name: sum(r["heap"] + r["maps"] + r["toast"] for r in unvacuumed if r["name"] == name)
+                           for name in ("calls", "raw_events")},
+            "unvacuumed_all": sum(r["heap"] + r["maps"] + r["toast"] for r in unvacuumed),
         }
         return rows, counts
     finally:
@@ -333,6 +340,8 @@ def report(rows: list[asyncpg.Record], counts: dict[str, Any], args: argparse.Na
         f"| calls (with TOAST and indexes) | {total(tables['calls']) / n:,.0f} |",
         f"| every other table | {others / n:,.0f} |",
         f"| **all of schema callstore** | **{everything / n:,.0f}** |",
+        f"| before the VACUUM: calls / raw_events / all | {counts['unvacuumed']['calls'] / n:,.0f}"
+        f" / {counts['unvacuumed']['raw_events'] / n:,.0f} / {counts['unvacuumed_all'] / n:,.0f} |",
         "",
         f"Empty tables: {', '.join(empty)}." if empty else "",
     ]

@@ -15,6 +15,10 @@
 - `calls_agent` (tenant_id, agent) is dropped: `calls_agent_started`
   (tenant_id, agent, started_at) starts with the same columns and serves
   every query that used it.
+- `calls_transaction_id` and `calls_agent_started` leave out the calls
+  without a transaction id (every inbound call) or without an agent (an
+  inbound call nobody answered): every query using them asks for one value
+  (`transaction_id = $1`, `agent = $1`), which is never NULL.
 - Bodies kept as received or as sent (dead letters, the queue catalogue's
   raw records, alert rules and notifications, the ledger's changed fields)
   are compressed with lz4 instead of pglz when the server was built with
@@ -22,8 +26,8 @@
   compression until rewritten. A server without lz4 keeps pglz.
 
 None of this rewrites a table: dropping an index and `SET (fillfactor)` take
-a moment; building the BRIN index reads `calls` once (a few seconds for
-10M calls) while writes to `calls` wait.
+a moment; building the three indexes reads `calls` three times (about 20 s
+for 10M calls on 2 cores) while writes to `calls` wait.
 
 Revision ID: 0015_storage
 Revises: 0013
@@ -68,6 +72,10 @@ $$;
 
 UPGRADE = r"""
 DROP INDEX callstore.calls_agent;
+DROP INDEX callstore.calls_transaction_id;
+CREATE INDEX calls_transaction_id ON callstore.calls (tenant_id, transaction_id) WHERE transaction_id IS NOT NULL;
+DROP INDEX callstore.calls_agent_started;
+CREATE INDEX calls_agent_started ON callstore.calls (tenant_id, agent, started_at) WHERE agent IS NOT NULL;
 DROP INDEX callstore.calls_updated_at;
 CREATE INDEX calls_updated_at ON callstore.calls USING brin (updated_at) WITH (pages_per_range = 32);
 ALTER TABLE callstore.calls SET (fillfactor = 85);
@@ -78,6 +86,10 @@ ALTER TABLE callstore.calls RESET (fillfactor);
 DROP INDEX callstore.calls_updated_at;
 CREATE INDEX calls_updated_at ON callstore.calls (updated_at);
 CREATE INDEX calls_agent ON callstore.calls (tenant_id, agent);
+DROP INDEX callstore.calls_agent_started;
+CREATE INDEX calls_agent_started ON callstore.calls (tenant_id, agent, started_at);
+DROP INDEX callstore.calls_transaction_id;
+CREATE INDEX calls_transaction_id ON callstore.calls (tenant_id, transaction_id);
 """
 
 
