@@ -422,8 +422,8 @@ def main() -> None:
         args.url = server.superuser_url("postgres")
         asyncio.run(run(args))
         if args.keep:
-            log(f"kept: database {args.database} on the embedded server of {server.pgdata}"
-                f" (port {server.port}; `callstore db status` style access as its superuser; stop it with pg_ctl)")
+            log(f"kept: database {args.database} on the embedded server on port {server.port}"
+                f" (stop it with pg_ctl -D {server.pgdata} stop)")
     finally:
         if not args.keep:
             server.stop(mode="fast")
