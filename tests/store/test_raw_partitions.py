@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from store import raw_partitions
+from store.calls_query import call_events
 from store.raw_body import unpack
 from store.ingest import Delivery, ingest
 from store.settings import Settings, TenantSettings
@@ -291,3 +292,17 @@ def test_the_job_is_scheduled() -> None:
 
     job = next(j for j in build_jobs(test_settings()) if j.name == "raw-partitions")
     assert job.run is raw_partitions.run_job and job.disabled_reason is None
+
+
+async def test_call_detail_shows_each_body_as_json_or_else_as_text(engine: AsyncEngine) -> None:
+    sent = b'{"call_id": "C1", "call_status": "answered", "userName": "a\\u0000b"}'
+    await deliver(engine, Delivery("default", "C1", "webhook", orjson.loads(sent), utc(2026, 11, 21), b"h" * 32, sent))
+    async with engine.connect() as conn:
+        [event] = await call_events(conn, "default", "C1")
+        assert event["payload"] == {"call_id": "C1", "call_status": "answered", "userName": "a\x00b"}
+        assert "body" not in event and "nul_character" in event["flags"]
+        # Not JSON (the webhook never stores such a body, an older or hand-made row could).
+        await conn.execute(text("UPDATE callstore.raw_events SET body = '\\x00'::bytea || convert_to('not json', 'UTF8')"))
+        [event] = await call_events(conn, "default", "C1")
+        assert event["payload"] == "not json"
+        assert await call_events(conn, "acme", "C1") == []  # another tenant's call: nothing
