@@ -16,8 +16,16 @@ months not created yet, and one DEFAULT partition holds tenants without a
 table yet; the `raw-partitions` job moves such rows into their own
 partitions (store/raw_partitions.py).
 
-Upgrading copies every raw event into the new layout (and sets each call's
-raw_month from its earliest raw event: one update of every calls row).
+Each raw event keeps its body as `body bytea`: the exact bytes received,
+packed by store/raw_body.py (a version byte, then deflate with a preset
+dictionary), instead of a jsonb `payload`: PostgreSQL compresses nothing in a
+row under about 2 KB, and a body is ~450 bytes. The column's storage is
+EXTERNAL (PostgreSQL does not try to compress it again).
+
+Upgrading copies every raw event into the new layout, its payload's JSON text
+packed in Python in batches (and sets each call's raw_month from its earliest
+raw event: one update of every calls row). Downgrading unpacks each body into
+jsonb again (U+0000, which jsonb cannot hold, becomes U+FFFD as before).
 The surrogate `id` and the `received_at` index go: nothing used them.
 
 Revision ID: 0015
