@@ -3,8 +3,10 @@ events keeps every raw event, and deduplication stays exact for the rows it move
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from datetime import date, datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -98,3 +100,15 @@ async def test_upgrade_from_0013_keeps_every_raw_event(empty_db_url: str) -> Non
         await engine.dispose()
 
 
+
+
+def test_downgrade_turns_each_body_into_what_jsonb_can_hold() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "m0015", Path(__file__).parents[2] / "migrations" / "versions" / "0015_raw_partitions.py")
+    assert spec is not None and spec.loader is not None
+    m0015 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m0015)
+    as_jsonb = m0015._as_jsonb_text
+    assert as_jsonb(b'{"a": "x", "b": [1, 2]}') == '{"a": "x", "b": [1, 2]}'  # as received
+    assert json.loads(as_jsonb(b'{"a\\u0000": "x\\u0000y"}')) == {"a\ufffd": "x\ufffdy"}  # as 0014 stored it
+    assert json.loads(as_jsonb(b"not json \x00")) == "not json \ufffd"  # kept, as a JSON string
