@@ -21,6 +21,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from store import raw_body
+
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 #: What the `status` filter accepts: an outcome of analytics.calls, or a
@@ -192,7 +194,7 @@ async def call_events(conn: AsyncConnection, tenant: str, call_id: str) -> list[
     rows = await conn.execute(
         text(
             """
-            SELECT source, received_at, last_received_at, deliveries, flags, payload
+            SELECT source, received_at, last_received_at, deliveries, flags, body
             FROM callstore.raw_events
             WHERE tenant_id = :tenant AND call_id = :call_id
               AND raw_month >= (SELECT k.raw_month FROM callstore.calls k
@@ -202,7 +204,22 @@ async def call_events(conn: AsyncConnection, tenant: str, call_id: str) -> list[
         ),
         {"tenant": tenant, "call_id": call_id},
     )
-    return [dict(r._mapping) for r in rows]
+    out = []
+    for r in rows:
+        event = dict(r._mapping)
+        event["payload"] = raw_payload(event.pop("body"))
+        out.append(event)
+    return out
+
+
+def raw_payload(stored: bytes) -> Any:
+    """A stored raw body as JSON (a body that is not JSON, which the webhook
+    never stores, is shown as text)."""
+    body = raw_body.unpack(stored)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")
 
 
 async def call_recording(conn: AsyncConnection, tenant: str, call_id: str) -> dict[str, Any] | None:

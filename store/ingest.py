@@ -13,8 +13,10 @@ whatever the batch size, it
    each call's `raw_month`, the partition of its raw events (set when the
    row is created, never changed; raised to the tenant's oldest kept month
    when retention dropped it);
-2. appends the raw deliveries into that month; an identical payload already
-   stored there only counts one more delivery.
+2. appends the raw deliveries into that month, each body exactly as received
+   (or the payload's sorted-key JSON when no body came with it), packed by
+   store/raw_body.py; an identical payload already stored there only counts
+   one more delivery.
 
 Merging before storing the raw rows is what lets a new call's month be known
 before its raw rows are written without an extra row version: the upsert
@@ -31,6 +33,7 @@ transaction.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -42,6 +45,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from store import raw_body
 from store.merge import FIELDS, Event, Source, fold, normalize
 from store.settings import TenantSettings
 from store.tenants import share_attribution
@@ -92,11 +96,11 @@ class IngestResult:
 _INSERT_RAW = text(
     """
     INSERT INTO callstore.raw_events
-        (tenant_id, raw_month, call_id, source, body_sha256, payload, flags, deliveries, received_at,
+        (tenant_id, raw_month, call_id, source, body_sha256, body, flags, deliveries, received_at,
          last_received_at)
-    SELECT u.t, u.m, u.c, u.s, decode(u.h, 'hex'), u.p, string_to_array(u.f, ','), u.d, u.r, u.r
+    SELECT u.t, u.m, u.c, u.s, decode(u.h, 'hex'), decode(u.b, 'base64'), string_to_array(u.f, ','), u.d, u.r, u.r
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS u(t text, m date, c text, s text, h text, p jsonb, f text, d int, r timestamptz)
+         AS u(t text, m date, c text, s text, h text, b text, f text, d int, r timestamptz)
     ON CONFLICT (tenant_id, call_id, source, body_sha256, raw_month) DO UPDATE
         SET deliveries = callstore.raw_events.deliveries + excluded.deliveries,
             last_received_at = greatest(callstore.raw_events.last_received_at, excluded.last_received_at)
@@ -243,14 +247,15 @@ async def ingest(
         if u is None:
             tenant = tenants[d.tenant_id]
             payload, body = d.payload, d.body or canonical or orjson.dumps(d.payload)
+            # The body is stored as received; the merged values go to text
+            # columns, which cannot hold U+0000.
             nul = b"\\u0000" in body
-            if nul:  # Postgres text and jsonb cannot hold U+0000
+            if nul:
                 payload = _without_nul(payload)
-                body = orjson.dumps(payload)
             ev = normalize(payload, d.source, tenant.zone, tenant.country_code)
             if nul:
                 ev = Event(ev.source, ev.values, (*ev.flags, "nul_character"))
-            unique[key] = _Unique(d, orjson.Fragment(body), ev)
+            unique[key] = _Unique(d, base64.b64encode(raw_body.pack(body)).decode(), ev)
         else:
             u.count += 1
             if d.received_at < u.delivery.received_at:
@@ -313,7 +318,7 @@ async def ingest(
             months[(r[0], r[1])] = r[2]
 
     raw_rows = [
-        {"t": k[0], "m": months[(k[0], k[1])].isoformat(), "c": k[1], "s": k[2], "h": k[3].hex(), "p": u.body,
+        {"t": k[0], "m": months[(k[0], k[1])].isoformat(), "c": k[1], "s": k[2], "h": k[3].hex(), "b": u.body,
          "f": ",".join(u.event.flags), "d": u.count, "r": u.delivery.received_at}
         for k, u in rows
     ]
@@ -337,7 +342,8 @@ async def ingest(
 @dataclass
 class _Unique:
     delivery: Delivery
-    body: orjson.Fragment
+    #: The packed body, base64.
+    body: str
     event: Event
     count: int = 1
 

@@ -61,7 +61,8 @@ raw_events = Table(
     Column("source", Text, CheckConstraint("source IN ('webhook', 'history')"), nullable=False),
     Column("body_sha256", LargeBinary, nullable=False),
     Column("flags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
-    Column("payload", JSONB, nullable=False),
+    # The body exactly as received, packed by store/raw_body.py.
+    Column("body", LargeBinary, nullable=False),
     UniqueConstraint("tenant_id", "call_id", "source", "body_sha256", "raw_month", name="raw_events_delivery_key"),
     postgresql_partition_by="LIST (tenant_id)",
 )

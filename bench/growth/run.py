@@ -157,13 +157,18 @@ async def detect_layout(conn: asyncpg.Connection) -> dict[str, bool]:
     partitioned = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'callstore.raw_events'::regclass)")
     return {"calls_raw_month": settable("calls", "raw_month"), "raw_month": settable("raw_events", "raw_month"),
-            "raw_id": ("raw_events", "id") in cols, "partitioned": bool(partitioned)}
+            "raw_id": ("raw_events", "id") in cols, "partitioned": bool(partitioned),
+            "body": ("raw_events", "body") in cols}
 
 
 def raw_events_sql(layout: dict[str, bool]) -> str:
     """The raw events of the calls in `new_calls` (a CTE of calls rows): the webhook's
     partial at the call's start and its latest event (at its end, or its answer for a
-    call still going), JSON as Alohub sends it, through the columns the live layout has."""
+    call still going), JSON as Alohub sends it, through the columns the live layout has.
+    Where raw events keep a `body` (bytea, store/raw_body.py), it is written as version 0
+    (stored uncompressed: '\\x00' then the JSON text), which SQL alone can produce; the
+    service's own writes are compressed (version 1), so bytes at rest measured on this
+    load are an upper bound (bench/storage/raw_events.py measures the real ones)."""
     local = f"AT TIME ZONE '{ZONE}', 'YYYY-MM-DD HH24:MI:SS'"
     common = f"""'call_id', c.call_id, 'direction', c.direction, 'caller_number', c.caller_number,
         'destination_number', c.destination_number, 'hotline', c.hotline, 'objectId', c.object_id,
@@ -174,11 +179,13 @@ def raw_events_sql(layout: dict[str, bool]) -> str:
         'hangup_by', c.hangup_by, 'total_duration', c.total_seconds::text, 'holding_duration', c.hold_seconds::text,
         'recording_url', c.recording_url, 'userName', c.agent))"""
     month = ", raw_month" if layout["raw_month"] else ""
+    body_column, body_value = ("body", "'\\x00'::bytea || convert_to(e.p::text, 'UTF8')") if layout.get("body") \
+        else ("payload", "e.p")
     month_value = ", date_trunc('month', c.started_at AT TIME ZONE 'UTC')::date" if layout["raw_month"] else ""
     return f"""
-    INSERT INTO callstore.raw_events (tenant_id, call_id, source, body_sha256, payload, flags, deliveries,
+    INSERT INTO callstore.raw_events (tenant_id, call_id, source, body_sha256, {body_column}, flags, deliveries,
                                       received_at, last_received_at{month})
-    SELECT c.tenant_id, c.call_id, 'webhook', sha256(convert_to(e.p::text, 'UTF8')), e.p, '{{}}', 1, e.r, e.r{month_value}
+    SELECT c.tenant_id, c.call_id, 'webhook', sha256(convert_to(e.p::text, 'UTF8')), {body_value}, '{{}}', 1, e.r, e.r{month_value}
     FROM new_calls c
     CROSS JOIN LATERAL (VALUES ({partial}, c.started_at),
                                ({final}, coalesce(c.ended_at, c.answered_at, c.started_at + interval '1 second'))) e(p, r)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from store import raw_body
 from store.engine import create_engine
 from store.tables import calls, raw_events
 
@@ -44,7 +45,7 @@ def naive_app(database_url: str) -> Starlette:
             await session.execute(
                 insert(raw_events).values(
                     tenant_id="default", raw_month=now.date().replace(day=1), call_id=event["call_id"], source="webhook",
-                    body_sha256=hashlib.sha256(body).digest(), payload=event, received_at=now, last_received_at=now,
+                    body_sha256=hashlib.sha256(body).digest(), body=raw_body.pack(body), received_at=now, last_received_at=now,
                 ).on_conflict_do_update(
                     constraint="raw_events_delivery_key", set_={"deliveries": raw_events.c.deliveries + 1}
                 )

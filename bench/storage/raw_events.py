@@ -1,12 +1,14 @@
-"""bench/storage/raw_events.py: bytes of raw events at rest, before and after partitioning.
+"""bench/storage/raw_events.py: bytes of raw events at rest, at revision 0013 and at head.
 
 Fills two databases on a PostgreSQL server with the same realistic mix (webhook
 partials and finals, 10 % delivered twice, the history record of 80 % of the
 calls, received over two months): one at revision 0013 with the write path of
-that version (tests/store/ingest_0013.py), one at head with the current one.
+that version (tests/store/ingest_0013.py: jsonb payloads), one at head with the
+current one (partitioned, bodies packed by store/raw_body.py).
 Prints bytes per raw event and per call of `callstore.raw_events` (tables,
 indexes and TOAST; the whole partition tree at head), then times the upgrade of
-the first database to head.
+the first database to head. Also prints `callstore.calls` (with its indexes)
+per call, for the whole of a call at rest.
 
     .venv/bin/python bench/storage/raw_events.py --database-url postgresql://postgres@127.0.0.1:5432/postgres [--calls 20000]
 """
@@ -37,7 +39,7 @@ from tests.store.raw_mix import deliveries, utc  # noqa: E402
 TENANTS = {"default": TenantSettings("default")}
 SIZE = """
     SELECT coalesce(sum(pg_total_relation_size(r.relid)), 0), (SELECT count(*) FROM callstore.raw_events),
-           (SELECT count(*) FROM callstore.calls)
+           (SELECT count(*) FROM callstore.calls), pg_total_relation_size('callstore.calls')
     FROM pg_partition_tree('callstore.raw_events') r
 """
 
@@ -47,7 +49,7 @@ def with_db(url: str, name: str) -> str:
     return urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment))
 
 
-async def fill(url: str, revision: str, calls: int) -> tuple[int, int, int]:
+async def fill(url: str, revision: str, calls: int) -> tuple[int, int, int, int]:
     engine = create_engine(url, pool_size=1)
     try:
         await migrate.upgrade(engine, revision)
@@ -68,11 +70,11 @@ async def fill(url: str, revision: str, calls: int) -> tuple[int, int, int]:
         raw = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
         try:
             await raw.execute("VACUUM ANALYZE")
-            size, events, ncalls = await raw.fetchrow(SIZE.replace(
+            size, events, ncalls, calls_size = await raw.fetchrow(SIZE.replace(
                 "pg_partition_tree('callstore.raw_events') r",
                 "pg_partition_tree('callstore.raw_events') r" if not old else
                 "(SELECT 'callstore.raw_events'::regclass AS relid) r"))
-            return int(size), events, ncalls
+            return int(size), events, ncalls, int(calls_size)
         finally:
             await raw.close()
     finally:
@@ -91,9 +93,10 @@ async def main() -> None:
             await admin.execute(f'CREATE DATABASE "{n}"')
         before = await fill(with_db(args.database_url, names[0]), "0013", args.calls)
         after = await fill(with_db(args.database_url, names[1]), "heads", args.calls)
-        for label, (size, events, ncalls) in (("0013 (one table)", before), ("head (partitioned)", after)):
+        for label, (size, events, ncalls, calls_size) in (("0013 (one table)", before), ("head", after)):
             print(f"{label}: {events} raw events, {ncalls} calls, {size / 1e6:.1f} MB: "
-                  f"{size / events:.0f} B per raw event, {size / ncalls:.0f} B per call")
+                  f"{size / events:.0f} B per raw event, {size / ncalls:.0f} B per call; "
+                  f"callstore.calls {calls_size / ncalls:.0f} B per call")
         engine = create_engine(with_db(args.database_url, names[0]), pool_size=1)
         try:
             started = time.perf_counter()

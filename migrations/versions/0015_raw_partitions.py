@@ -16,8 +16,16 @@ months not created yet, and one DEFAULT partition holds tenants without a
 table yet; the `raw-partitions` job moves such rows into their own
 partitions (store/raw_partitions.py).
 
-Upgrading copies every raw event into the new layout (and sets each call's
-raw_month from its earliest raw event: one update of every calls row).
+Each raw event keeps its body as `body bytea`: the exact bytes received,
+packed by store/raw_body.py (a version byte, then deflate with a preset
+dictionary), instead of a jsonb `payload`: PostgreSQL compresses nothing in a
+row under about 2 KB, and a body is ~450 bytes. The column's storage is
+EXTERNAL (PostgreSQL does not try to compress it again).
+
+Upgrading copies every raw event into the new layout, its payload's JSON text
+packed in Python in batches (and sets each call's raw_month from its earliest
+raw event: one update of every calls row). Downgrading unpacks each body into
+jsonb again (U+0000, which jsonb cannot hold, becomes U+FFFD as before).
 The surrogate `id` and the `received_at` index go: nothing used them.
 
 Revision ID: 0015
@@ -25,7 +33,14 @@ Revises: 0014
 Create Date: 2026-12-01
 """
 
+from typing import Any
+
+import orjson
+from alembic import op
+from sqlalchemy import text
+
 from migrations.script import run
+from store import raw_body
 
 revision = "0015"
 down_revision = "0014"
@@ -39,16 +54,12 @@ FUNCTIONS = r"""
 CREATE FUNCTION callstore.raw_tenant_table(p_tenant text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$ SELECT 't_' || substr(md5(p_tenant), 1, 16) $$;
 
--- Storage of a leaf partition: a payload PostgreSQL compresses (rows over about 2 KB) is
--- compressed inline (lz4 when the server has it), out of line only when it would not fit a page.
+-- Storage of a leaf partition: the body is stored compressed by callstore (store/raw_body.py);
+-- PostgreSQL is not to try compressing it again (out of line only when a row would not fit a page).
 CREATE FUNCTION callstore.raw_leaf_setup(p_table text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    EXECUTE format('ALTER TABLE callstore_raw.%I SET (toast_tuple_target = 128)', p_table);
-    EXECUTE format('ALTER TABLE callstore_raw.%I ALTER COLUMN payload SET STORAGE MAIN', p_table);
-    IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN
-        EXECUTE format('ALTER TABLE callstore_raw.%I ALTER COLUMN payload SET COMPRESSION lz4', p_table);
-    END IF;
+    EXECUTE format('ALTER TABLE callstore_raw.%I ALTER COLUMN body SET STORAGE EXTERNAL', p_table);
 END
 $$;
 
@@ -147,7 +158,8 @@ ALTER TABLE callstore.raw_events_0013 RENAME CONSTRAINT raw_events_delivery_key 
 ALTER TABLE callstore.raw_events_0013 RENAME CONSTRAINT raw_events_pkey TO raw_events_0013_pkey;
 ALTER INDEX callstore.raw_events_received_at RENAME TO raw_events_0013_received_at;
 
--- Column order: fixed-width columns first, the payload last.
+-- Column order: fixed-width columns first, the body last. The body is the exact bytes received,
+-- packed by store/raw_body.py (a version byte, then deflate with a preset dictionary).
 CREATE TABLE callstore.raw_events (
     tenant_id        text NOT NULL,
     raw_month        date NOT NULL,
@@ -158,7 +170,7 @@ CREATE TABLE callstore.raw_events (
     source           text NOT NULL CHECK (source IN ('webhook', 'history')),
     body_sha256      bytea NOT NULL,
     flags            text[] NOT NULL DEFAULT '{}',
-    payload          jsonb NOT NULL,
+    body             bytea NOT NULL,
     CONSTRAINT raw_events_delivery_key UNIQUE (tenant_id, call_id, source, body_sha256, raw_month)
 ) PARTITION BY LIST (tenant_id);
 CREATE TABLE callstore_raw.raw_events_default PARTITION OF callstore.raw_events DEFAULT;
@@ -179,17 +191,21 @@ LEFT JOIN callstore.calls k ON k.tenant_id = r.tenant_id AND k.call_id = r.call_
 SELECT count(callstore.raw_ensure_month(x.tenant_id, x.raw_month))
 FROM (SELECT DISTINCT r.tenant_id, m.raw_month
       FROM callstore.raw_events_0013 r JOIN callstore.raw_events_0013_month m ON m.id = r.id
-      ORDER BY 1, 2) x;
+      ORDER BY 1, 2) x;"""
 
-INSERT INTO callstore.raw_events
-    (tenant_id, raw_month, deliveries, received_at, last_received_at, call_id, source, body_sha256, flags, payload)
-SELECT r.tenant_id, m.raw_month, r.deliveries, r.received_at, r.last_received_at, r.call_id, r.source,
-       r.body_sha256, r.flags, r.payload
-FROM callstore.raw_events_0013 r JOIN callstore.raw_events_0013_month m ON m.id = r.id
-ORDER BY r.id;
-
+# Between the two: every old raw event is copied, its body packed in Python.
+UPGRADE_END = r"""
 DROP TABLE callstore.raw_events_0013_month;
 DROP TABLE callstore.raw_events_0013;
+"""
+
+DOWNGRADE_START = r"""
+-- Each body as jsonb again, filled from Python (unpacked there).
+CREATE TABLE callstore.raw_events_0015_payload (
+    tenant_id text NOT NULL, call_id text NOT NULL, source text NOT NULL, body_sha256 bytea NOT NULL,
+    raw_month date NOT NULL, payload jsonb NOT NULL,
+    PRIMARY KEY (tenant_id, call_id, source, body_sha256, raw_month)
+);
 """
 
 DOWNGRADE = r"""
@@ -210,12 +226,14 @@ CREATE TABLE callstore.raw_events_0014 (
 INSERT INTO callstore.raw_events_0014
     (tenant_id, call_id, source, body_sha256, payload, flags, deliveries, received_at, last_received_at)
 SELECT tenant_id, call_id, source, body_sha256, payload, flags, total::int, received_at, last
-FROM (SELECT r.*, sum(r.deliveries) OVER w AS total, max(r.last_received_at) OVER w AS last,
+FROM (SELECT r.*, p.payload, sum(r.deliveries) OVER w AS total, max(r.last_received_at) OVER w AS last,
              row_number() OVER (w ORDER BY r.received_at) AS n
       FROM callstore.raw_events r
+      JOIN callstore.raw_events_0015_payload p USING (tenant_id, call_id, source, body_sha256, raw_month)
       WINDOW w AS (PARTITION BY r.tenant_id, r.call_id, r.source, r.body_sha256)) g
 WHERE n = 1
 ORDER BY received_at;
+DROP TABLE callstore.raw_events_0015_payload;
 DROP TABLE callstore.raw_events;
 DROP SCHEMA callstore_raw CASCADE;
 DROP FUNCTION callstore.raw_drop_before(text, date);
@@ -232,9 +250,96 @@ ALTER TABLE callstore.tenants DROP COLUMN raw_floor;
 """
 
 
+#: Raw events copied per statement (keyset pagination: memory stays flat).
+BATCH = 2000
+
+_READ_0013 = text(
+    "SELECT id, payload::text FROM callstore.raw_events_0013 WHERE id > :after ORDER BY id LIMIT :n"
+)
+_COPY_0013 = text(
+    """
+    INSERT INTO callstore.raw_events
+        (tenant_id, raw_month, deliveries, received_at, last_received_at, call_id, source, body_sha256, flags, body)
+    SELECT r.tenant_id, m.raw_month, r.deliveries, r.received_at, r.last_received_at, r.call_id, r.source,
+           r.body_sha256, r.flags, b.body
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:bodies AS bytea[])) AS b(id, body)
+    JOIN callstore.raw_events_0013 r ON r.id = b.id
+    JOIN callstore.raw_events_0013_month m ON m.id = b.id
+    ORDER BY b.id
+    """
+)
+_KEY = "tenant_id, call_id, source, body_sha256, raw_month"
+_READ_0015 = text(
+    f"SELECT {_KEY}, body FROM callstore.raw_events"
+    f" WHERE ({_KEY}) > (:t, :c, :s, :h, :m) ORDER BY {_KEY} LIMIT :n"
+)
+_READ_0015_FIRST = text(f"SELECT {_KEY}, body FROM callstore.raw_events ORDER BY {_KEY} LIMIT :n")
+_COPY_0015 = text(
+    f"""
+    INSERT INTO callstore.raw_events_0015_payload ({_KEY}, payload)
+    SELECT * FROM unnest(CAST(:t AS text[]), CAST(:c AS text[]), CAST(:s AS text[]), CAST(:h AS bytea[]),
+                         CAST(:m AS date[]), CAST(:p AS text[])::jsonb[])
+    """
+)
+
+
+def _copy_packed() -> None:
+    """Every raw event of the old table into the new one, its jsonb payload packed as a body."""
+    conn = op.get_bind()
+    after = 0
+    while True:
+        rows = conn.execute(_READ_0013, {"after": after, "n": BATCH}).all()
+        if not rows:
+            return
+        conn.execute(_COPY_0013, {"ids": [r[0] for r in rows],
+                                  "bodies": [raw_body.pack(r[1].encode()) for r in rows]})
+        after = rows[-1][0]
+
+
+def _as_jsonb_text(body: bytes) -> str:
+    """A body as the previous version stored it: jsonb cannot hold U+0000 (it was replaced)."""
+    if b"\\u0000" in body:
+        try:
+            return orjson.dumps(_without_nul(orjson.loads(body))).decode()
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        orjson.loads(body)
+        return body.decode()
+    except (orjson.JSONDecodeError, UnicodeDecodeError):  # not JSON: kept as a JSON string
+        return orjson.dumps(body.decode("utf-8", "replace").replace("\x00", "\ufffd")).decode()
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _copy_unpacked() -> None:
+    conn = op.get_bind()
+    rows = conn.execute(_READ_0015_FIRST, {"n": BATCH}).all()
+    while rows:
+        conn.execute(_COPY_0015, {
+            "t": [r[0] for r in rows], "c": [r[1] for r in rows], "s": [r[2] for r in rows],
+            "h": [bytes(r[3]) for r in rows], "m": [r[4] for r in rows],
+            "p": [_as_jsonb_text(raw_body.unpack(r[5])) for r in rows],
+        })
+        t, c, s, h, m = rows[-1][:5]
+        rows = conn.execute(_READ_0015, {"t": t, "c": c, "s": s, "h": h, "m": m, "n": BATCH}).all()
+
+
 def upgrade() -> None:
     run(UPGRADE)
+    _copy_packed()
+    run(UPGRADE_END)
 
 
 def downgrade() -> None:
+    run(DOWNGRADE_START)
+    _copy_unpacked()
     run(DOWNGRADE)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.growth.run import detect_layout, load_calls, prepare
 from store.ingest import Delivery, ingest
 from store.merge import FIELDS
+from store.raw_body import unpack
 from store.settings import TenantSettings
 from store.tenants import sync_tenants
 
@@ -29,7 +30,7 @@ async def test_generated_calls_are_the_merge_of_their_raw_events(engine: AsyncEn
         # 5,000 calls at 100 a day: 50 days, every queue, unassigned, outbound and unfinished calls among them.
         await conn.execute("SELECT setseed(0.25)")  # the generator's random(): the same calls every run
         await load_calls(conn, await detect_layout(conn), 0, 5000, datetime(2026, 11, 30, 12, tzinfo=timezone.utc), 100)
-        raw = await conn.fetch("SELECT call_id, payload::text AS payload, received_at FROM callstore.raw_events "
+        raw = await conn.fetch("SELECT call_id, body, received_at FROM callstore.raw_events "
                                "WHERE tenant_id = 'default' ORDER BY received_at, call_id")
         kinds = await conn.fetchrow(
             "SELECT count(*) FILTER (WHERE ended_at IS NULL AND answered_at IS NULL) AS ringing, "
@@ -43,7 +44,7 @@ async def test_generated_calls_are_the_merge_of_their_raw_events(engine: AsyncEn
     assert all(kinds.values()), dict(kinds)
 
     # The same events through the service's write path, as another tenant.
-    deliveries = [Delivery("replay", r["call_id"], "webhook", orjson.loads(r["payload"]), r["received_at"]) for r in raw]
+    deliveries = [Delivery("replay", r["call_id"], "webhook", orjson.loads(unpack(r["body"])), r["received_at"]) for r in raw]
     async with engine.begin() as c:
         for i in range(0, len(deliveries), 500):
             await ingest(c, deliveries[i:i + 500], tenants)

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from store.raw_body import unpack
 from tests.conftest import OTHER_TENANT_KEY, WEBHOOK_KEY, WEBHOOK_KEY_2
 
 SAMPLE = {
@@ -153,15 +154,20 @@ async def test_bad_field_values_are_null_and_flagged(receiver: str, engine: Asyn
     assert call["call_id"] == "12345"
     assert call["started_at"] is None and call["total_seconds"] is None and call["hold_seconds"] is None
     assert call["flagged"] is True
-    [raw] = await rows(engine, "SELECT flags, payload FROM callstore.raw_events")
+    [raw] = await rows(engine, "SELECT flags, body FROM callstore.raw_events")
     assert set(raw["flags"]) == {"starttime", "total_duration", "holding_duration"}
-    assert raw["payload"]["total_duration"] == "abc"  # the raw event keeps what was sent
+    assert json.loads(unpack(raw["body"])) == event  # the raw event keeps what was sent
 
 
 async def test_nul_characters_are_stored_not_lost(receiver: str, engine: AsyncEngine) -> None:
-    assert (await post(receiver, {**SAMPLE, "userName": "a\u0000b"})).status_code == 200
+    sent = json.dumps({**SAMPLE, "userName": "a\u0000b"}).encode()
+    assert b"\\u0000" in sent
+    assert (await post(receiver, sent)).status_code == 200
     [call] = await rows(engine, "SELECT agent, flagged FROM callstore.calls")
     assert call == {"agent": "a\ufffdb", "flagged": True}
+    # The raw event keeps the body exactly as sent, U+0000 included.
+    [raw] = await rows(engine, "SELECT flags, body FROM callstore.raw_events")
+    assert unpack(raw["body"]) == sent and "nul_character" in raw["flags"]
 
 
 async def test_partial_after_final_does_not_undo_it(receiver: str, engine: AsyncEngine) -> None:
