@@ -223,14 +223,14 @@ async def backfill_load(engine: Any, calls: list[FakeCall], batch: int, writers:
                 result = await ingest(conn, deliveries, tenants, track_changes=True)
                 tally.changes(result.changes, day_of, default_day)
                 await ledger.add_to_ledger(conn, run_id, TENANT.tenant_id, tally)
-                await ledger.progress_run(conn, run_id, len(chunk) // 100 + 1, len(chunk), None)
+                await ledger.progress_run(conn, run_id, TENANT.tenant_id, len(chunk) // 100 + 1, len(chunk), None)
             done += len(chunk)
             if done // 50_000 != (done - len(chunk)) // 50_000:
                 log(f"backfill: {done:,}/{len(calls):,} records ({done / (time.monotonic() - started):,.0f}/s)")
 
     await asyncio.gather(*(writer() for _ in range(writers)))
     async with engine.begin() as conn:
-        await ledger.finish_run(conn, run_id, "ok")
+        await ledger.finish_run(conn, run_id, TENANT.tenant_id, "ok")
 
 
 # -- the measurement -------------------------------------------------------------
