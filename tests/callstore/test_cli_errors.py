@@ -198,7 +198,7 @@ def test_an_interrupted_command_exits_130(tmp_path: Path) -> None:
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
-    assert proc.returncode == errors.INTERRUPTED
+    assert proc.returncode == errors.INTERRUPTED, stderr
     assert stderr.strip().splitlines() == ["callstore: interrupted"]
 
 
