@@ -66,10 +66,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     except BrokenPipeError:
         return _reader_went_away()
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        # Ctrl-C inside asyncio.run() comes out as KeyboardInterrupt, or as the
-        # main task's CancelledError when a timeout of ours (the connection's)
-        # was cancelling it at the same moment. Nothing else cancels the main task.
+    except KeyboardInterrupt:
         print("callstore: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line, never a traceback with secrets

@@ -179,6 +179,13 @@ def test_a_reader_that_closes_the_pipe_ends_it_quietly(db_url: str, tmp_path: Pa
     assert stderr == b""
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """The child's SIGINT as a terminal gives it: a test run started in the
+    background of a non-interactive shell (`.ci/run &`) has SIGINT ignored, and
+    that would be inherited, so Ctrl-C would never reach the command."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_command_exits_130(tmp_path: Path) -> None:
     """Ctrl-C while the database does not answer (a socket that accepts and says nothing)."""
     with socket.socket() as silent:
@@ -188,7 +195,7 @@ def test_an_interrupted_command_exits_130(tmp_path: Path) -> None:
         port = silent.getsockname()[1]
         proc = subprocess.Popen([SCRIPT, "migrate"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=user_env(tmp_path, DATABASE_URL=f"postgresql://u:p@127.0.0.1:{port}/db"),
-                                cwd=tmp_path)
+                                cwd=tmp_path, preexec_fn=_ctrl_c_as_at_a_terminal)
         try:
             conn, _ = silent.accept()  # the command is now waiting on the database
             os.kill(proc.pid, signal.SIGINT)
